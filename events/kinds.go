@@ -1,0 +1,104 @@
+package events
+
+import (
+	"reflect"
+	"sort"
+)
+
+func init() {
+	// The order is the order of dump: what others refer to comes first.
+	register(Kind{Type: "Namespace", Plural: "namespaces", Aliases: []string{"namespace", "ns"},
+		New: func() Resource { return &Namespace{} }})
+	register(Kind{Type: "User", Plural: "users", Aliases: []string{"user"},
+		New: func() Resource { return &User{} }})
+	register(Kind{Type: "APIKey", Plural: "apikeys", Aliases: []string{"apikey", "api-key", "api_key"},
+		New: func() Resource { return &APIKey{} }})
+	register(Kind{Type: "CheckConfig", Plural: "checks", Aliases: []string{"check", "checkconfig"}, Namespaced: true,
+		New: func() Resource { return &CheckConfig{} }})
+	register(Kind{Type: "HookConfig", Plural: "hooks", Aliases: []string{"hook", "hookconfig"}, Namespaced: true,
+		New: func() Resource { return &HookConfig{} }})
+	register(Kind{Type: "Asset", Plural: "assets", Aliases: []string{"asset"}, Namespaced: true,
+		New: func() Resource { return &Asset{} }})
+	register(Kind{Type: "Handler", Plural: "handlers", Aliases: []string{"handler"}, Namespaced: true,
+		New: func() Resource { return &Handler{} }})
+	register(Kind{Type: "EventFilter", Plural: "filters", Aliases: []string{"filter", "eventfilter"}, Namespaced: true,
+		New: func() Resource { return &EventFilter{} }})
+	register(Kind{Type: "Mutator", Plural: "mutators", Aliases: []string{"mutator"}, Namespaced: true,
+		New: func() Resource { return &Mutator{} }})
+	register(Kind{Type: "Entity", Plural: "entities", Aliases: []string{"entity"}, Namespaced: true,
+		New: func() Resource { return &Entity{} }})
+	register(Kind{Type: "Silenced", Plural: "silenced", Aliases: []string{"silence", "silences"}, Namespaced: true,
+		New: func() Resource { return &Silenced{} }})
+	register(Kind{Type: "Event", Plural: "events", Aliases: []string{"event"}, Namespaced: true,
+		New: func() Resource { return &Event{} }})
+}
+
+// KindOf returns the registered kind of r.
+func KindOf(r Resource) (Kind, bool) {
+	t := reflect.TypeOf(r)
+	for _, k := range kinds {
+		if reflect.TypeOf(k.New()) == t {
+			return k, true
+		}
+	}
+	return Kind{}, false
+}
+
+// typeNames lists the wrapped type names, for error messages.
+func typeNames() []string {
+	out := make([]string, 0, len(kinds))
+	for _, k := range kinds {
+		out = append(out, k.Type)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// SetDefaults fills in what Picket assumes when a resource leaves it out: the namespace
+// (namespace, or "default" when that is empty too) for namespaced kinds, an entity's own
+// "entity:<name>" subscription and default redact list, a silence's derived name, and an
+// event's namespace from its entity. It does not touch an event's timestamp.
+func SetDefaults(r Resource, namespace string) {
+	if namespace == "" {
+		namespace = "default"
+	}
+	k, ok := KindOf(r)
+	if !ok {
+		return
+	}
+	switch v := r.(type) {
+	case *Entity:
+		v.setDefaults()
+	case *Silenced:
+		if v.Subscription != "" || v.Check != "" {
+			v.Metadata.Name = SilencedName(v.Subscription, v.Check)
+		}
+	case *Event:
+		m := v.Meta() // takes the entity's namespace when the event has none
+		if m.Namespace == "" {
+			m.Namespace = namespace
+		}
+		if v.Entity != nil {
+			if v.Entity.Metadata.Namespace == "" {
+				v.Entity.Metadata.Namespace = m.Namespace
+			}
+			v.Entity.setDefaults()
+		}
+		if v.Check != nil && v.Check.Metadata.Namespace == "" {
+			v.Check.Metadata.Namespace = m.Namespace
+		}
+	}
+	if k.Namespaced && r.Meta().Namespace == "" {
+		r.Meta().Namespace = namespace
+	}
+}
+
+// UnknownFields lists the JSON paths of fields the resource was read with but does not
+// know, relative to the resource (the spec, in the wrapped format), e.g. "subdues" or
+// "check.scheduled_by". They are kept and written back as they were.
+func UnknownFields(r Resource) []string {
+	var out []string
+	unknownFieldPaths(reflect.ValueOf(r), "", &out)
+	sort.Strings(out)
+	return out
+}
