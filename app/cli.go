@@ -33,6 +33,9 @@ type cliHelp struct {
 	examples    []string
 }
 
+// helpWidth is the width help texts are wrapped to.
+const helpWidth = 80
+
 // newFlagSet returns a flag set for command name whose --help prints help on stdout.
 // Parse errors are not printed by pflag: parseFlags turns them into usage errors.
 func newFlagSet(env *Env, name string, help cliHelp) *pflag.FlagSet {
@@ -41,9 +44,13 @@ func newFlagSet(env *Env, name string, help cliHelp) *pflag.FlagSet {
 	fs.SortFlags = false
 	fs.Usage = func() {
 		w := env.Stdout
-		fmt.Fprintf(w, "Usage: %s\n\n%s\n\nFlags:\n", help.usage, strings.TrimSpace(help.description))
+		var desc []string
+		for _, line := range strings.Split(strings.TrimSpace(help.description), "\n") {
+			desc = append(desc, wrapText(line, helpWidth)...)
+		}
+		fmt.Fprintf(w, "Usage: %s\n\n%s\n\nFlags:\n", help.usage, strings.Join(desc, "\n"))
 		fs.SetOutput(w)
-		fmt.Fprint(w, fs.FlagUsagesWrapped(100))
+		fmt.Fprint(w, fs.FlagUsagesWrapped(helpWidth))
 		fs.SetOutput(io.Discard)
 		if len(help.examples) > 0 {
 			fmt.Fprintln(w, "\nExamples:")

@@ -92,7 +92,7 @@ the order of the input. Unknown fields are kept (with a warning).`,
 		if err := s.client.Put(ctx, d.kind, ns, d.name, d.res); err != nil {
 			msg := fmt.Errorf("%s: %w", d.label(), s.explain(err))
 			if i > 0 {
-				return fmt.Errorf("%w (%s of %d written before this one)", msg, plural(i, "resource was", "resources were"), len(order))
+				return fmt.Errorf("%w (%d of %d resources were written before this one)", msg, i, len(order))
 			}
 			return msg
 		}

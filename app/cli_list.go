@@ -64,6 +64,11 @@ func runList(ctx context.Context, env *Env, args []string) error {
 	if help, err := parseFlags(fs, args); help || err != nil {
 		return err
 	}
+	if format != "" {
+		if err := checkFormat(format, "table", "json", "yaml"); err != nil {
+			return err
+		}
+	}
 	if fs.NArg() != 1 {
 		return usageErrorf("want exactly one KIND, e.g. picket list checks; %s", kindsHelp())
 	}
@@ -201,6 +206,11 @@ func runGet(ctx context.Context, env *Env, args []string) error {
 	addCommonFlags(fs, &f)
 	if help, err := parseFlags(fs, args); help || err != nil {
 		return err
+	}
+	if format != "" {
+		if err := checkFormat(format, "table", "json", "yaml"); err != nil {
+			return err
+		}
 	}
 	if fs.NArg() < 1 {
 		return usageErrorf("missing KIND and NAME, e.g. picket get check cpu; %s", kindsHelp())

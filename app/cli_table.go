@@ -139,7 +139,7 @@ func decodeObjects(raws []json.RawMessage) ([]jsonObject, error) {
 
 // columnsFor returns the list columns of a kind, chosen to fit 80 columns.
 func columnsFor(plural string, now time.Time) []column {
-	name := column{"NAME", 16, jsonObject.name}
+	name := column{"NAME", 12, jsonObject.name}
 	switch plural {
 	case "checks":
 		return []column{name,
@@ -410,8 +410,9 @@ func writeTable(w io.Writer, headers []string, mins []int, rows [][]string, widt
 }
 
 // writeKeyValues writes a resource as "Key: value" lines for `get`: metadata first, then
-// the other fields in the server's order; nested mappings are flattened to
-// "Parent Child" keys, and long values wrap under the value column.
+// the other fields in the server's order, leaving out empty values and zeros; nested
+// mappings are flattened to "Parent Child" keys, and long values wrap under the value
+// column.
 func writeKeyValues(w io.Writer, raw json.RawMessage, width int) error {
 	fields, err := orderedFields(raw)
 	if err != nil {
@@ -439,7 +440,9 @@ func writeKeyValues(w io.Writer, raw json.RawMessage, width int) error {
 				continue
 			}
 			v := valueText(f.value)
-			if v == "" {
+			if v == "" || v == "0" || f.key == "password_hash" {
+				// Zeros are unset settings, and a password hash is no use on a screen
+				// (the json and yaml formats keep both).
 				continue
 			}
 			pairs = append(pairs, [2]string{key, v})
@@ -547,7 +550,7 @@ func wrapText(s string, width int) []string {
 			lines = append(lines, strings.TrimRight(string(r[:cut]), " "))
 			para = strings.TrimLeft(string(r[cut:]), " ")
 		}
-		lines = append(lines, para)
+		lines = append(lines, strings.TrimRight(para, " "))
 	}
 	return lines
 }

@@ -270,20 +270,22 @@ func TestTableTruncatesWithEllipsis(t *testing.T) {
 }
 
 func TestKeyValueView(t *testing.T) {
-	raw := json.RawMessage(`{"command":"check-cpu.sh -w 75 -c 90","handlers":["slack","email"],"interval":60,"publish":true,"ttl":0,"proxy_requests":null,"metadata":{"name":"cpu","namespace":"default","labels":{"team":"ops"}},"env_vars":[],"subdue":{"days":{}}}`)
+	raw := json.RawMessage(`{"command":"check-cpu.sh -w 75 -c 90","handlers":["slack","email"],"interval":60,"publish":true,"ttl":0,"round_robin":false,"proxy_requests":null,"long_value":"`+strings.Repeat("word ", 20)+`","metadata":{"name":"cpu","namespace":"default","labels":{"team":"ops"}},"env_vars":[],"subdue":{"days":{}}}`)
 	var buf bytes.Buffer
 	if err := writeKeyValues(&buf, raw, 80); err != nil {
 		t.Fatal(err)
 	}
 	want := strings.Join([]string{
-		"Name:      cpu",
-		"Namespace: default",
-		"Labels:    team=ops",
-		"Command:   check-cpu.sh -w 75 -c 90",
-		"Handlers:  slack, email",
-		"Interval:  60",
-		"Publish:   true",
-		"TTL:       0",
+		"Name:        cpu",
+		"Namespace:   default",
+		"Labels:      team=ops",
+		"Command:     check-cpu.sh -w 75 -c 90",
+		"Handlers:    slack, email",
+		"Interval:    60",
+		"Publish:     true",
+		"Round Robin: false",
+		"Long Value:  word word word word word word word word word word word word word",
+		"             word word word word word word word",
 		"",
 	}, "\n")
 	if buf.String() != want {

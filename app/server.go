@@ -110,7 +110,7 @@ func runServer(ctx context.Context, env *Env, args []string) error {
 		if err := n.Close(stopCtx); err != nil {
 			log.Error("stop", "err", err)
 		}
-		log.Info("picket server stopped", "took", time.Since(t).Round(time.Millisecond))
+		log.Info("picket server stopped", "took", time.Since(t).Round(time.Millisecond).String())
 	}()
 
 	if *dev {
@@ -123,7 +123,7 @@ func runServer(ctx context.Context, env *Env, args []string) error {
 		}
 		printDevBanner(env.Stdout, n.APIURL(), cfg, adminPassword, agentPassword, time.Since(start))
 	}
-	log.Info("picket server ready", "name", cfg.EtcdName, "api", n.APIURL(), "took", time.Since(start).Round(time.Millisecond))
+	log.Info("picket server ready", "name", cfg.EtcdName, "api", n.APIURL(), "took", time.Since(start).Round(time.Millisecond).String())
 	notifySystemd("READY=1")
 
 	select {

@@ -127,7 +127,7 @@ func runMain(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(dir)
-	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	sharedCfg, err = memberConfig(dir+"/etcd", logger)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

@@ -111,7 +111,7 @@ func (n *Node) Start(ctx context.Context) (err error) {
 			ln.Close()
 			return err
 		}
-		n.log.Info("etcd member ready", "name", n.cfg.Embed.Name, "dir", n.cfg.Embed.Dir, "client_urls", n.etcd.ClientURLs(), "took", time.Since(start).Round(time.Millisecond))
+		n.log.Info("etcd member ready", "name", n.cfg.Embed.Name, "dir", n.cfg.Embed.Dir, "client_urls", n.etcd.ClientURLs(), "took", time.Since(start).Round(time.Millisecond).String())
 		if len(clientCfg.Endpoints) == 0 {
 			clientCfg.Endpoints = n.etcd.ClientURLs()
 		}

@@ -1,0 +1,5 @@
+//go:build race
+
+package etcdx_test
+
+const raceEnabled = true
