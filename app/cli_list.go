@@ -180,7 +180,12 @@ func nameArgs(cmd string, k events.Kind, args []string) (string, error) {
 func notFound(err error, k events.Kind, ns, name string) error {
 	var ae *client.APIError
 	if errors.As(err, &ae) && ae.Status == http.StatusNotFound {
-		return fmt.Errorf("%s %s not found%s (%s)", singular(k), name, where(k, ns, "in"), ae.Message)
+		msg := fmt.Sprintf("%s %s not found%s", singular(k), name, where(k, ns, "in"))
+		if ae.Message != "" && !strings.Contains(ae.Message, "not found") {
+			// Something else is missing, such as the namespace: say what.
+			msg += ": " + ae.Message
+		}
+		return errors.New(msg)
 	}
 	return nil
 }

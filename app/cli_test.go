@@ -270,7 +270,7 @@ func TestTableTruncatesWithEllipsis(t *testing.T) {
 }
 
 func TestKeyValueView(t *testing.T) {
-	raw := json.RawMessage(`{"command":"check-cpu.sh -w 75 -c 90","handlers":["slack","email"],"interval":60,"publish":true,"ttl":0,"round_robin":false,"proxy_requests":null,"long_value":"`+strings.Repeat("word ", 20)+`","metadata":{"name":"cpu","namespace":"default","labels":{"team":"ops"}},"env_vars":[],"subdue":{"days":{}}}`)
+	raw := json.RawMessage(`{"command":"check-cpu.sh -w 75 -c 90","handlers":["slack","email"],"interval":60,"publish":true,"ttl":0,"round_robin":false,"proxy_requests":null,"long_value":"` + strings.Repeat("word ", 20) + `","metadata":{"name":"cpu","namespace":"default","labels":{"team":"ops"}},"env_vars":[],"subdue":{"days":{}}}`)
 	var buf bytes.Buffer
 	if err := writeKeyValues(&buf, raw, 80); err != nil {
 		t.Fatal(err)

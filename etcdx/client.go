@@ -20,7 +20,8 @@ type ClientConfig struct {
 	// Endpoints are etcd client URLs (http://host:port, https://host:port or host:port).
 	Endpoints []string
 	// CertFile and KeyFile are the client certificate for mutual TLS; TrustedCAFile
-	// verifies the server. InsecureSkipVerify disables server verification.
+	// verifies the server. InsecureSkipVerify disables server verification when TLS is
+	// used; it does not turn TLS on by itself.
 	CertFile, KeyFile, TrustedCAFile string
 	InsecureSkipVerify               bool
 	// Username and Password authenticate against etcd's auth, when it is enabled.
@@ -38,7 +39,7 @@ func NewClient(cfg ClientConfig) (*clientv3.Client, error) {
 	if len(cfg.Endpoints) == 0 {
 		return nil, errors.New("etcd client: no endpoints")
 	}
-	useTLS := cfg.CertFile != "" || cfg.KeyFile != "" || cfg.TrustedCAFile != "" || cfg.InsecureSkipVerify
+	useTLS := cfg.CertFile != "" || cfg.KeyFile != "" || cfg.TrustedCAFile != ""
 	for _, ep := range cfg.Endpoints {
 		if strings.HasPrefix(ep, "https://") {
 			useTLS = true

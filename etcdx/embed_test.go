@@ -22,6 +22,7 @@ func TestRestartKeepsData(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts its own etcd member twice")
 	}
+	checkGoroutines(t)
 	logger, logs := testLogger(t, slog.LevelDebug)
 	dir := filepath.Join(t.TempDir(), "etcd")
 	cfg, err := memberConfig(dir, logger)
@@ -120,6 +121,7 @@ func TestSecondStartLocked(t *testing.T) {
 }
 
 func TestBusyPort(t *testing.T) {
+	checkGoroutines(t)
 	busy, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

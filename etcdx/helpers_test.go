@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -151,4 +152,28 @@ func runMain(m *testing.M) int {
 	defer c.Close()
 	sharedStore = etcdx.NewStore(c)
 	return m.Run()
+}
+
+// checkGoroutines fails the test if it leaves goroutines running: it records the count
+// now and, when the test and its cleanups are done, waits up to 5s for it to come back.
+// Call it first, so that its cleanup runs last.
+func checkGoroutines(t *testing.T) {
+	t.Helper()
+	before := runtime.NumGoroutine()
+	t.Cleanup(func() {
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			n := runtime.NumGoroutine()
+			if n <= before {
+				return
+			}
+			if time.Now().After(deadline) {
+				buf := make([]byte, 1<<20)
+				buf = buf[:runtime.Stack(buf, true)]
+				t.Errorf("%d goroutines before the test, %d after it:\n%s", before, n, buf)
+				return
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	})
 }

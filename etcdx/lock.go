@@ -14,6 +14,12 @@ import (
 // ErrLocked reports that the etcd data directory is held by another running process.
 var ErrLocked = errors.New("data dir is locked")
 
+// lockedError is the error of a held lock; it wraps ErrLocked without repeating its text.
+type lockedError struct{ msg string }
+
+func (e *lockedError) Error() string { return e.msg }
+func (e *lockedError) Unwrap() error { return ErrLocked }
+
 // dirLock is an exclusive lock on an etcd data directory, held as a lock file beside it
 // (dir+".lock") so that it exists before etcd creates the directory and survives a wipe
 // of the directory itself.
@@ -39,8 +45,8 @@ func lockDir(dir string) (*dirLock, error) {
 				holder = fmt.Sprintf(" by pid %d", pid)
 			}
 		}
-		return nil, fmt.Errorf("state dir %s is in use by another picket server (lock %s held%s); stop it or choose another --state-dir: %w",
-			parent, path, holder, ErrLocked)
+		return nil, &lockedError{fmt.Sprintf("state dir %s is in use by another picket server (lock %s held%s); stop it or choose another --state-dir",
+			parent, path, holder)}
 	}
 	if err != nil {
 		return nil, fmt.Errorf("lock %s: %w", path, err)
