@@ -52,6 +52,8 @@ func newFlagSet(env *Env, name string, help cliHelp) *pflag.FlagSet {
 		fs.SetOutput(w)
 		fmt.Fprint(w, fs.FlagUsagesWrapped(helpWidth))
 		fs.SetOutput(io.Discard)
+		fmt.Fprintln(w, "\nEnvironment: PICKET_API_URL, PICKET_NAMESPACE and PICKET_CONFIG_DIR stand in for")
+		fmt.Fprintln(w, "the flags; PICKET_API_KEY authenticates with an API key instead of the session.")
 		if len(help.examples) > 0 {
 			fmt.Fprintln(w, "\nExamples:")
 			for _, ex := range help.examples {

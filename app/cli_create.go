@@ -44,8 +44,8 @@ as written by 'picket dump' and 'sensuctl dump'.
 
 Every document is decoded and validated before anything is written: when one has a
 problem, every problem is printed and nothing is written. Resources without
-metadata.namespace go to --namespace. Namespaces are written first, then the rest in
-the order of the input. Unknown fields are kept (with a warning).`,
+metadata.namespace go to --namespace. Namespaces are written first, then users, then
+the rest in the order of the input. Unknown fields are kept (with a warning).`,
 		examples: []string{
 			"picket create -f checks.yml",
 			"picket create -f ./resources/ -f extra.json --namespace production",
@@ -81,12 +81,20 @@ the order of the input. Unknown fields are kept (with a warning).`,
 		return fmt.Errorf("no resources found in %s", strings.Join(files, ", "))
 	}
 
-	// Namespaces first, so the resources in them can be written.
+	// Namespaces first, so the resources in them can be written, then users, whom API
+	// keys name; everything else keeps the order of the input.
+	rank := func(d *createDoc) int {
+		switch d.kind.Plural {
+		case "namespaces":
+			return 0
+		case "users":
+			return 1
+		}
+		return 2
+	}
 	order := make([]*createDoc, len(docs))
 	copy(order, docs)
-	sort.SliceStable(order, func(i, j int) bool {
-		return order[i].kind.Plural == "namespaces" && order[j].kind.Plural != "namespaces"
-	})
+	sort.SliceStable(order, func(i, j int) bool { return rank(order[i]) < rank(order[j]) })
 	for i, d := range order {
 		ns := d.res.Meta().Namespace
 		if err := s.client.Put(ctx, d.kind, ns, d.name, d.res); err != nil {

@@ -49,7 +49,8 @@ mode 0600. Entities of class backend are left out: every server makes its own.`,
 	})
 	fs.StringVar(&format, "format", "yaml", "yaml (documents separated by ---) or json (concatenated objects), e.g. --format json")
 	fs.StringVar(&file, "file", "", "write to this file (mode 0600) instead of stdout, e.g. --file backup.yml")
-	fs.BoolVar(&allNS, "all-namespaces", true, "dump every namespace; --all-namespaces=false dumps only --namespace")
+	fs.BoolVar(&allNS, "all-namespaces", true,
+		"dump every namespace; --all-namespaces=false dumps only --namespace (and that namespace itself), e.g. --all-namespaces=false -n production")
 	addCommonFlags(fs, &f)
 	if help, err := parseFlags(fs, args); help || err != nil {
 		return err
@@ -160,6 +161,9 @@ func dumpResources(ctx context.Context, s *session, kinds []events.Kind, ns stri
 			}
 			if serverManaged(r) {
 				continue
+			}
+			if ns != "" && k.Plural == "namespaces" && r.Meta().Name != ns {
+				continue // a one-namespace dump carries only that namespace
 			}
 			w, err := events.Wrap(r)
 			if err != nil {

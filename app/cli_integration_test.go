@@ -129,6 +129,17 @@ func TestCLIAcceptance(t *testing.T) {
 		t.Errorf("create into a missing namespace: code %d, stderr %q", r.code, r.stderr)
 	}
 
+	// A namespace declared after the resources in it is still written first.
+	prod := filepath.Join(t.TempDir(), "prod.yml")
+	writeFile(t, prod, "type: CheckConfig\nmetadata: {name: disk, namespace: prod}\nspec: {command: df, interval: 30, subscriptions: [linux]}\n---\ntype: Namespace\nmetadata: {name: prod}\nspec: {}\n")
+	if out := mustRun(t, vars, "", "create", "-f", prod, "-v"); !strings.HasPrefix(out, "Created namespace prod\nCreated check disk in namespace prod\n") {
+		t.Errorf("create with a new namespace printed:\n%s", out)
+	}
+	one := mustRun(t, vars, "", "dump", "--all-namespaces=false", "-n", "prod")
+	if !strings.Contains(one, "name: disk") || strings.Contains(one, "name: cpu") || strings.Contains(one, "name: default") {
+		t.Errorf("dump of namespace prod:\n%s", one)
+	}
+
 	// dump → create -f on a fresh server → dump gives the same bytes.
 	dump1 := filepath.Join(t.TempDir(), "dump.yml")
 	mustRun(t, vars, "", "dump", "--file", dump1)

@@ -74,7 +74,7 @@ type EmbedConfig struct {
 	// unspecified host (0.0.0.0, ::) replaced by 127.0.0.1.
 	ListenClientURLs, AdvertiseClientURLs, ListenPeerURLs, InitialAdvertisePeerURLs []string
 
-	// InitialCluster defaults to Name=<first advertised peer URL>... (a single-node
+	// InitialCluster defaults to Name=<URL> for each advertised peer URL (a single-node
 	// cluster), InitialClusterState to "new" and InitialClusterToken to a random token
 	// unique to this cluster.
 	InitialCluster, InitialClusterState, InitialClusterToken string

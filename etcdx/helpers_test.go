@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"runtime"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -154,26 +155,45 @@ func runMain(m *testing.M) int {
 	return m.Run()
 }
 
-// checkGoroutines fails the test if it leaves goroutines running: it records the count
-// now and, when the test and its cleanups are done, waits up to 5s for it to come back.
-// Call it first, so that its cleanup runs last.
+// checkGoroutines fails the test if it leaves behind a goroutine running code of package
+// etcdx (the goroutines etcdx owns: watches, error forwarding, stream stoppers). etcd's
+// own goroutines are not counted, as the shared member keeps starting and ending its own.
+// Call it first in the test, so that its cleanup runs after the test's other cleanups.
 func checkGoroutines(t *testing.T) {
 	t.Helper()
-	before := runtime.NumGoroutine()
+	before := ownGoroutines()
 	t.Cleanup(func() {
 		deadline := time.Now().Add(5 * time.Second)
 		for {
-			n := runtime.NumGoroutine()
-			if n <= before {
+			var leaked []string
+			for id, stack := range ownGoroutines() {
+				if _, ok := before[id]; !ok {
+					leaked = append(leaked, stack)
+				}
+			}
+			if len(leaked) == 0 {
 				return
 			}
 			if time.Now().After(deadline) {
-				buf := make([]byte, 1<<20)
-				buf = buf[:runtime.Stack(buf, true)]
-				t.Errorf("%d goroutines before the test, %d after it:\n%s", before, n, buf)
+				t.Errorf("%d etcdx goroutines left running:\n%s", len(leaked), strings.Join(leaked, "\n\n"))
 				return
 			}
-			time.Sleep(50 * time.Millisecond)
+			time.Sleep(20 * time.Millisecond)
 		}
 	})
+}
+
+// ownGoroutines returns the stacks of the goroutines running etcdx code, by goroutine id.
+func ownGoroutines() map[string]string {
+	buf := make([]byte, 4<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	out := map[string]string{}
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		if !strings.Contains(g, "github.com/picketmon/picket/etcdx.") {
+			continue
+		}
+		id, _, _ := strings.Cut(strings.TrimPrefix(g, "goroutine "), " ")
+		out[id] = g
+	}
+	return out
 }

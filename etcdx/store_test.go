@@ -10,11 +10,20 @@ import (
 	"time"
 
 	"github.com/picketmon/picket/etcdx"
+	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
 // testKey is a key unique to the running test, so tests sharing the member do not meet.
 func testKey(t *testing.T, parts ...string) string {
 	return etcdx.Key(append([]string{"test", t.Name()}, parts...)...)
+}
+
+// clearTestKeys deletes the keys of the running test left by an earlier run (-count).
+func clearTestKeys(t *testing.T) {
+	t.Helper()
+	if _, err := sharedStore.Client().Delete(t.Context(), testKey(t)+"/", clientv3.WithPrefix()); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func TestKey(t *testing.T) {
@@ -38,6 +47,7 @@ func TestKey(t *testing.T) {
 func TestCRUD(t *testing.T) {
 	ctx := t.Context()
 	s := sharedStore
+	clearTestKeys(t)
 	key := testKey(t, "a")
 
 	if _, err := s.Get(ctx, key); !errors.Is(err, etcdx.ErrNotFound) {
@@ -104,6 +114,7 @@ func TestCRUD(t *testing.T) {
 func TestUpdateConcurrentConflict(t *testing.T) {
 	ctx := t.Context()
 	s := sharedStore
+	clearTestKeys(t)
 	key := testKey(t, "x")
 	rev, err := s.Create(ctx, key, []byte("0"))
 	if err != nil {
@@ -149,6 +160,7 @@ func TestUpdateConcurrentConflict(t *testing.T) {
 func TestListPaging(t *testing.T) {
 	ctx := t.Context()
 	s := sharedStore
+	clearTestKeys(t)
 	dir := testKey(t, "items")
 	var want []string
 	for i := range 25 {
@@ -207,6 +219,7 @@ func TestListPaging(t *testing.T) {
 func TestListBadContinue(t *testing.T) {
 	ctx := t.Context()
 	s := sharedStore
+	clearTestKeys(t)
 	if _, err := s.Put(ctx, testKey(t, "a", "1"), []byte("1")); err != nil {
 		t.Fatal(err)
 	}
@@ -233,6 +246,7 @@ func TestListBadContinue(t *testing.T) {
 func TestListPrefixIsolation(t *testing.T) {
 	ctx := t.Context()
 	s := sharedStore
+	clearTestKeys(t)
 	for _, ns := range []string{"default", "default2", "defaul"} {
 		for _, name := range []string{"cpu", "mem"} {
 			if _, err := s.Put(ctx, testKey(t, "checks", ns, name), []byte(ns)); err != nil {
@@ -267,6 +281,7 @@ func TestListPrefixIsolation(t *testing.T) {
 func TestTxn(t *testing.T) {
 	ctx := t.Context()
 	s := sharedStore
+	clearTestKeys(t)
 	a, b, c := testKey(t, "a"), testKey(t, "b"), testKey(t, "c")
 	if err := s.Txn(ctx, etcdx.CreateOp(a, []byte("a")), etcdx.CreateOp(b, []byte("b")), etcdx.PutOp(c, []byte("c"))); err != nil {
 		t.Fatalf("Txn: %v", err)
@@ -324,6 +339,7 @@ type check struct {
 func TestJSON(t *testing.T) {
 	ctx := t.Context()
 	s := sharedStore
+	clearTestKeys(t)
 	key := testKey(t, "cpu")
 	rev, err := etcdx.CreateJSON(ctx, s, key, check{Name: "cpu", Interval: 10})
 	if err != nil {
@@ -373,9 +389,11 @@ func next(t *testing.T, ch <-chan etcdx.WatchEvent) etcdx.WatchEvent {
 }
 
 func TestWatch(t *testing.T) {
+	checkGoroutines(t)
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	s := sharedStore
+	clearTestKeys(t)
 	dir := testKey(t, "checks", "default")
 	if _, err := s.Put(ctx, dir+"/before", []byte("0")); err != nil {
 		t.Fatal(err)
@@ -418,8 +436,10 @@ func TestWatch(t *testing.T) {
 }
 
 func TestWatchCompacted(t *testing.T) {
+	checkGoroutines(t)
 	ctx := t.Context()
 	s := sharedStore
+	clearTestKeys(t)
 	key := testKey(t, "k")
 	r1, _ := s.Put(ctx, key, []byte("1"))
 	r2, _ := s.Put(ctx, key, []byte("2"))

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"testing"
 
 	"github.com/picketmon/picket/events"
@@ -151,5 +152,57 @@ func TestListPagesAndErrors(t *testing.T) {
 	}
 	if _, err := c.Get(ctx, hk, "", "h"); err == nil {
 		t.Error("Get of a namespaced kind without a namespace succeeded")
+	}
+}
+
+// TestConcurrentRequestsRefreshOnce checks that requests that all find their token
+// refused trade the refresh token once, not once each.
+func TestConcurrentRequestsRefreshOnce(t *testing.T) {
+	var mu sync.Mutex
+	refreshes := 0
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case r.URL.Path == "/auth/token":
+			var body struct {
+				RefreshToken string `json:"refresh_token"`
+			}
+			json.NewDecoder(r.Body).Decode(&body)
+			if r.Header.Get("Authorization") != "Bearer old" || body.RefreshToken != "r1" {
+				w.WriteHeader(http.StatusUnauthorized)
+				return
+			}
+			mu.Lock()
+			refreshes++
+			mu.Unlock()
+			json.NewEncoder(w).Encode(map[string]any{"access_token": "new", "refresh_token": "r2", "expires_at": 4102444800})
+		case r.Header.Get("Authorization") == "Bearer new":
+			w.Write([]byte(`{"name":"default"}`))
+		default:
+			w.WriteHeader(http.StatusUnauthorized)
+		}
+	}))
+	defer srv.Close()
+	dir := t.TempDir()
+	c, err := New(Config{APIURL: srv.URL, AccessToken: "old", RefreshToken: "r1", ExpiresAt: 4102444800}, Options{ConfigDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nsKind, _ := events.LookupKind("namespaces")
+	var wg sync.WaitGroup
+	for i := 0; i < 8; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := c.Get(context.Background(), nsKind, "", "default"); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	if refreshes != 1 {
+		t.Errorf("%d refreshes, want 1", refreshes)
+	}
+	if saved, _ := Load(dir); saved.AccessToken != "new" || saved.RefreshToken != "r2" {
+		t.Errorf("saved config %+v, want the new tokens", saved)
 	}
 }

@@ -1,0 +1,93 @@
+// Package agentgw is the agent wire protocol of Sensu Go 6 (JSON payloads): message
+// framing, the server-side gateway that accepts agents, and the client side used by
+// `picket agent`.
+//
+// A message is one binary WebSocket frame: the message type, one '\n', then the
+// payload. Picket adds one extension, acknowledged delivery: an agent that sends the
+// request header AckHeader: "1" and gets the same header back in the response receives
+// an "ack" frame {"id": <event id>} for every event once it is persisted, and keeps
+// unacknowledged events on disk until then. Plain Sensu agents never ask and never see
+// an ack.
+package agentgw
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+
+	"github.com/picketmon/picket/events"
+)
+
+// Message types of the protocol.
+const (
+	TypeKeepalive    = "keepalive"
+	TypeEvent        = "event"
+	TypeCheckRequest = "check_request"
+	TypeEntityConfig = "entity_config"
+	// TypeAck is Picket's extension: server → agent, {"id": "<event id>"}.
+	TypeAck = "ack"
+)
+
+// Handshake headers.
+const (
+	HeaderAgentName     = "Sensu-AgentName"
+	HeaderNamespace     = "Sensu-Namespace"
+	HeaderSubscriptions = "Sensu-Subscriptions"
+	HeaderUser          = "Sensu-User"
+	HeaderBackendID     = "Backend-ID"
+	// AckHeader asks for (request) and grants (response) acknowledged delivery.
+	AckHeader = "Picket-Ack"
+)
+
+// MaxFrameSize is the largest frame the gateway and agent accept: 1 MiB more than the
+// API's body limit leaves room for large outputs; bigger frames close the session with
+// StatusMessageTooBig and a reason naming the limit.
+const MaxFrameSize = 1536 * 1024
+
+// ErrMalformed reports a frame that is not "type\npayload".
+var ErrMalformed = errors.New("malformed frame")
+
+// Encode frames a message.
+func Encode(typ string, payload []byte) []byte {
+	b := make([]byte, 0, len(typ)+1+len(payload))
+	b = append(b, typ...)
+	b = append(b, '\n')
+	return append(b, payload...)
+}
+
+// Decode splits a frame at its first newline into the type and the payload.
+func Decode(frame []byte) (string, []byte, error) {
+	i := bytes.IndexByte(frame, '\n')
+	if i <= 0 {
+		return "", nil, fmt.Errorf("%w: no message type before the first newline", ErrMalformed)
+	}
+	typ := string(frame[:i])
+	for _, c := range typ {
+		if !(c >= 'a' && c <= 'z' || c == '_') {
+			return "", nil, fmt.Errorf("%w: message type %q is not lower-case letters and '_'", ErrMalformed, truncate(typ, 40))
+		}
+	}
+	return typ, frame[i+1:], nil
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}
+
+// CheckRequest asks an agent to run a check.
+type CheckRequest struct {
+	Config     *events.CheckConfig `json:"config"`
+	Assets     []any               `json:"assets"`
+	Hooks      []any               `json:"hooks"`
+	Issued     int64               `json:"issued"`
+	HookAssets map[string]any      `json:"hook_assets,omitempty"`
+	Secrets    map[string]string   `json:"secrets,omitempty"`
+}
+
+// Ack is the payload of an ack frame.
+type Ack struct {
+	ID string `json:"id"`
+}
