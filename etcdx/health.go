@@ -16,6 +16,9 @@ import (
 // callers racing on the same read only one succeeds (ErrConflict for the other,
 // ErrNotFound when the key is gone).
 func (s *Store) DeleteRev(ctx context.Context, key string, modRev int64) error {
+	if modRev <= 0 {
+		return fmt.Errorf("delete %s: mod revision %d: %w", key, modRev, ErrConflict)
+	}
 	resp, err := s.c.Txn(ctx).
 		If(clientv3.Compare(clientv3.ModRevision(key), "=", modRev)).
 		Then(clientv3.OpDelete(key)).

@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/picketmon/picket/etcdx"
+	"github.com/picketmon/picket/events"
 )
 
 // maxBody is the largest request body accepted; larger bodies get 413.
@@ -315,7 +316,9 @@ func (s *Server) handleCoreV2(w http.ResponseWriter, r *http.Request, p *Princip
 	setRouteLabel(r, rt.template)
 	if err := s.serveResource(w, r, rt, p); err != nil {
 		var he *httpError
-		if !errors.As(err, &he) {
+		var mbe *http.MaxBytesError
+		var ve events.ValidationError
+		if !errors.As(err, &he) && !errors.As(err, &mbe) && !errors.As(err, &ve) {
 			s.log.Warn("api request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 		}
 		writeError(w, err)
