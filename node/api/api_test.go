@@ -403,3 +403,40 @@ func TestRestartKeepsData(t *testing.T) {
 	c2, _ := login(t, n2.URL, nodetest.AdminUser, nodetest.AdminPassword)
 	want(t, "get after restart", c2.do("GET", "/api/core/v2/namespaces/default/checks/cpu", nil), 200)
 }
+
+func TestClusterAndInfoRoutes(t *testing.T) {
+	n := sharedNode(t)
+	c, _ := login(t, n.URL, nodetest.AdminUser, nodetest.AdminPassword)
+	a := c.do("GET", "/api/core/v2/cluster/members", nil)
+	want(t, "members", a, 200)
+	var ml struct {
+		Members []struct {
+			ID   uint64
+			Name string `json:"name"`
+		} `json:"members"`
+	}
+	a.json(t, &ml)
+	if len(ml.Members) != 1 || ml.Members[0].Name != "test" {
+		t.Fatalf("members: %s", a.body)
+	}
+	want(t, "cluster id", c.do("GET", "/api/core/v2/cluster/id", nil), 200)
+	want(t, "bad member id", c.do("DELETE", "/api/core/v2/cluster/members/zz", nil), 400)
+	want(t, "add without peers", c.do("POST", "/api/core/v2/cluster/members", nil), 400)
+	want(t, "unknown cluster route", c.do("GET", "/api/core/v2/cluster/nope", nil), 404)
+	info := c.do("GET", "/info", nil)
+	want(t, "info", info, 200)
+	for _, s := range []string{`"name":"test"`, `"check-request-publisher"`, `"aggregate-pruner"`} {
+		if !strings.Contains(string(info.body), s) {
+			t.Fatalf("info lacks %s: %s", s, info.body)
+		}
+	}
+	want(t, "create viewer", c.do("PUT", "/api/core/v2/users/val", `{"username":"val","password":"val-password","groups":["viewers"]}`), 201)
+	v, _ := login(t, n.URL, "val", "val-password")
+	want(t, "viewer reads members", v.do("GET", "/api/core/v2/cluster/members", nil), 200)
+	want(t, "viewer adds member", v.do("POST", "/api/core/v2/cluster/members?peer-addrs=http://127.0.0.9:2380", nil), 403)
+	want(t, "viewer info", v.do("GET", "/info", nil), 200)
+	ver := c.do("GET", "/version", nil)
+	if !strings.Contains(string(ver.body), "etcdserver") {
+		t.Fatalf("version lacks etcd: %s", ver.body)
+	}
+}

@@ -13,6 +13,8 @@ import (
 
 	"github.com/picketmon/picket/etcdx"
 	"github.com/picketmon/picket/node"
+	"github.com/picketmon/picket/node/api"
+	"golang.org/x/crypto/bcrypt"
 )
 
 // Admin credentials of every test node.
@@ -37,6 +39,11 @@ type Node struct {
 	*node.Node
 	URL      string
 	StateDir string
+}
+
+func init() {
+	// Hashes at the minimum cost keep logins fast under -race; production keeps the default.
+	api.PasswordCost = bcrypt.MinCost
 }
 
 // Start runs a node until the test ends.
