@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -121,9 +122,9 @@ func runServer(ctx context.Context, env *Env, args []string) error {
 		}); err != nil {
 			return fmt.Errorf("initialise dev cluster: %w", err)
 		}
-		printDevBanner(env.Stdout, n.APIURL(), cfg, adminPassword, agentPassword, time.Since(start))
+		printDevBanner(env.Stdout, n.APIURL(), n.AgentURL(), cfg, adminPassword, agentPassword, time.Since(start))
 	}
-	log.Info("picket server ready", "name", cfg.EtcdName, "api", n.APIURL(), "took", time.Since(start).Round(time.Millisecond).String())
+	log.Info("picket server ready", "name", cfg.EtcdName, "api", n.APIURL(), "agents", n.AgentURL(), "took", time.Since(start).Round(time.Millisecond).String())
 	notifySystemd("READY=1")
 
 	select {
@@ -189,12 +190,13 @@ func freePorts(n int) ([]int, error) {
 	return ports, nil
 }
 
-func printDevBanner(w io.Writer, apiURL string, cfg *BackendConfig, adminPassword, agentPassword string, took time.Duration) {
-	url := strings.Replace(strings.Replace(apiURL, "[::]", "localhost", 1), "0.0.0.0", "localhost", 1)
+func printDevBanner(w io.Writer, apiURL, agentURL string, cfg *BackendConfig, adminPassword, agentPassword string, took time.Duration) {
+	url := localURL(apiURL)
 	fmt.Fprintf(w, `
 Picket dev server ready in %s (throw-away: state in %s, deleted on exit)
 
   API         %s
+  agents      %s
   admin user  admin
   password    %s   (generated; shown only now)
   agent user  agent / %s
@@ -205,19 +207,25 @@ Log in with the CLI:
 
 Stop with Ctrl-C.
 
-`, took.Round(time.Millisecond), cfg.StateDir, url, adminPassword, agentPassword, url, adminPassword)
+`, took.Round(time.Millisecond), cfg.StateDir, url, localURL(agentURL), adminPassword, agentPassword, url, adminPassword)
+}
+
+// localURL names a wildcard listen address as localhost, for printing.
+func localURL(u string) string {
+	return strings.Replace(strings.Replace(u, "[::]", "localhost", 1), "0.0.0.0", "localhost", 1)
 }
 
 // nodeConfig turns a validated backend configuration into the node's configuration.
 func nodeConfig(cfg *BackendConfig, log *slog.Logger) (node.Config, error) {
 	nc := node.Config{
-		Name:             cfg.EtcdName,
-		StateDir:         cfg.StateDir,
-		APIListenAddress: cfg.APIListenAddress,
-		CertFile:         cfg.CertFile,
-		KeyFile:          cfg.KeyFile,
-		Version:          Version(),
-		Logger:           log,
+		Name:               cfg.EtcdName,
+		StateDir:           cfg.StateDir,
+		APIListenAddress:   cfg.APIListenAddress,
+		AgentListenAddress: net.JoinHostPort(strings.Trim(cfg.AgentHost, "[]"), strconv.Itoa(cfg.AgentPort)),
+		CertFile:           cfg.CertFile,
+		KeyFile:            cfg.KeyFile,
+		Version:            Version(),
+		Logger:             log,
 		Client: etcdx.ClientConfig{
 			Endpoints:          cfg.EtcdClientURLs,
 			CertFile:           cfg.EtcdCertFile,

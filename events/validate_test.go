@@ -39,7 +39,7 @@ func TestValidate(t *testing.T) {
 		{"check cron bad zone", mod(validCheck(), func(c *CheckConfig) { c.Interval, c.Cron = 0, "CRON_TZ=Mars/Olympus * * * * *" }),
 			[]string{"cron"}, `unknown time zone "Mars/Olympus"`},
 		{"check cron out of range", mod(validCheck(), func(c *CheckConfig) { c.Interval, c.Cron = 0, "61 * * * *" }),
-			[]string{"cron"}, "minute field: 61 is out of range 0-59"},
+			[]string{"cron"}, `minute field "61": out of range 0-59`},
 		{"check ttl not above interval", mod(validCheck(), func(c *CheckConfig) { c.Ttl = 60 }),
 			[]string{"ttl"}, "must be greater than interval (60)"},
 		{"check flap thresholds", mod(validCheck(), func(c *CheckConfig) { c.LowFlapThreshold, c.HighFlapThreshold = 60, 40 }),

@@ -17,6 +17,7 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/picketmon/picket/agentgw"
 	"github.com/picketmon/picket/etcdx"
 	"github.com/picketmon/picket/node/api"
 )
@@ -28,7 +29,9 @@ type Config struct {
 	StateDir string
 	// APIListenAddress is host:port for the REST API; port 0 picks a free port.
 	APIListenAddress string
-	// CertFile and KeyFile enable TLS on the API when both are set.
+	// AgentListenAddress is host:port for the agent gateway; "" disables it.
+	AgentListenAddress string
+	// CertFile and KeyFile enable TLS on the API and the agent gateway when both are set.
 	CertFile, KeyFile string
 	// Embed configures the embedded etcd member; nil means use the external etcd of Client.
 	Embed *etcdx.EmbedConfig
@@ -36,6 +39,8 @@ type Config struct {
 	Client  etcdx.ClientConfig
 	Version string
 	Logger  *slog.Logger
+	// TaskTTL is how many seconds a dead server keeps its elected tasks (default 5).
+	TaskTTL int
 	// AccessTokenTTL and RefreshTokenTTL default to 5 minutes and 12 hours.
 	AccessTokenTTL, RefreshTokenTTL time.Duration
 }
@@ -50,6 +55,13 @@ type Node struct {
 	api     *api.Server
 	httpSrv *http.Server
 	apiURL  string
+
+	gateway  *agentgw.Gateway
+	agentSrv *http.Server
+	agentURL string
+	// bg runs the background work (elected tasks, request delivery); cancelled first on Close.
+	bgCancel context.CancelFunc
+	bgWG     sync.WaitGroup
 
 	errc      chan error
 	stop      chan struct{}
@@ -69,6 +81,9 @@ func New(cfg Config) *Node {
 	if cfg.AccessTokenTTL == 0 {
 		cfg.AccessTokenTTL = 5 * time.Minute
 	}
+	if cfg.TaskTTL == 0 {
+		cfg.TaskTTL = 5
+	}
 	if cfg.RefreshTokenTTL == 0 {
 		cfg.RefreshTokenTTL = 12 * time.Hour
 	}
@@ -84,31 +99,41 @@ func (n *Node) Start(ctx context.Context) (err error) {
 			_ = n.Close(context.Background())
 		}
 	}()
-	ln, err := net.Listen("tcp", n.cfg.APIListenAddress)
-	if err != nil {
-		if errors.Is(err, syscall.EADDRINUSE) {
-			return fmt.Errorf("api-listen-address %s: %w; stop the other process or set api-listen-address", n.cfg.APIListenAddress, ErrPortInUse)
-		}
-		return fmt.Errorf("api-listen-address %s: %w", n.cfg.APIListenAddress, err)
-	}
-	scheme := "http"
+	var tlsCfg *tls.Config
 	if n.cfg.CertFile != "" {
 		cert, err := tls.LoadX509KeyPair(n.cfg.CertFile, n.cfg.KeyFile)
 		if err != nil {
-			ln.Close()
-			return fmt.Errorf("load API certificate %s: %w", n.cfg.CertFile, err)
+			return fmt.Errorf("load certificate %s: %w", n.cfg.CertFile, err)
 		}
-		ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
-		scheme = "https"
+		tlsCfg = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+	ln, scheme, err := listen("api-listen-address", n.cfg.APIListenAddress, tlsCfg, "https", "http")
+	if err != nil {
+		return err
 	}
 	n.apiURL = scheme + "://" + ln.Addr().String()
+	var agentLn net.Listener
+	if n.cfg.AgentListenAddress != "" {
+		agentLn, scheme, err = listen("agent-port", n.cfg.AgentListenAddress, tlsCfg, "wss", "ws")
+		if err != nil {
+			ln.Close()
+			return err
+		}
+		n.agentURL = scheme + "://" + agentLn.Addr().String()
+	}
+	closeListeners := func() {
+		ln.Close()
+		if agentLn != nil {
+			agentLn.Close()
+		}
+	}
 
 	clientCfg := n.cfg.Client
 	if n.cfg.Embed != nil {
 		start := time.Now()
 		n.etcd, err = etcdx.StartEmbedded(ctx, *n.cfg.Embed)
 		if err != nil {
-			ln.Close()
+			closeListeners()
 			return err
 		}
 		n.log.Info("etcd member ready", "name", n.cfg.Embed.Name, "dir", n.cfg.Embed.Dir, "client_urls", n.etcd.ClientURLs(), "took", time.Since(start).Round(time.Millisecond).String())
@@ -129,17 +154,20 @@ func (n *Node) Start(ctx context.Context) (err error) {
 	}
 	n.client, err = etcdx.NewClient(clientCfg)
 	if err != nil {
-		ln.Close()
+		closeListeners()
 		return fmt.Errorf("connect to etcd %v: %w", clientCfg.Endpoints, err)
 	}
 	n.store = etcdx.NewStore(n.client)
 
 	auth, err := api.NewAuth(ctx, n.store, n.cfg.AccessTokenTTL, n.cfg.RefreshTokenTTL)
 	if err != nil {
-		ln.Close()
+		closeListeners()
 		return fmt.Errorf("etcd at %v is not usable: %w", clientCfg.Endpoints, err)
 	}
-	n.api = api.New(api.Config{Name: n.cfg.Name, Version: n.cfg.Version, Store: n.store, EtcdClient: clientCfg, Auth: auth, Logger: n.log.With("component", "api")})
+	n.api = api.New(api.Config{
+		Name: n.cfg.Name, Version: n.cfg.Version, Store: n.store, EtcdClient: clientCfg, Auth: auth,
+		Logger: n.log.With("component", "api"), Tasks: n.taskOwners, Execute: n.executeAdhoc,
+	})
 	n.httpSrv = &http.Server{
 		Handler:           n.api,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -152,9 +180,112 @@ func (n *Node) Start(ctx context.Context) (err error) {
 			n.errc <- fmt.Errorf("api server: %w", err)
 		}
 	}()
+	if agentLn != nil {
+		n.startGateway(agentLn)
+	}
+	bg, cancel := context.WithCancel(context.Background())
+	n.bgCancel = cancel
+	n.startBackground(bg)
 	n.api.SetReady(true)
+	if n.gateway != nil {
+		n.gateway.SetReady(true)
+	}
 	return nil
 }
+
+// listen opens a listener for a configured address, with TLS when tlsCfg is set, and
+// returns the URL scheme to advertise. A busy port fails at once, naming the key.
+func listen(key, addr string, tlsCfg *tls.Config, secure, plain string) (net.Listener, string, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		if errors.Is(err, syscall.EADDRINUSE) {
+			return nil, "", fmt.Errorf("%s %s: %w; stop the other process or set %s", key, addr, ErrPortInUse, key)
+		}
+		return nil, "", fmt.Errorf("%s %s: %w", key, addr, err)
+	}
+	if tlsCfg != nil {
+		return tls.NewListener(ln, tlsCfg), secure, nil
+	}
+	return ln, plain, nil
+}
+
+func (n *Node) startGateway(ln net.Listener) {
+	auth := &agentAuth{store: n.store, ok: map[string]authEntry{}}
+	n.gateway = agentgw.New(agentgw.Config{
+		Name:   n.cfg.Name,
+		Logger: n.log.With("component", "agentgw"),
+		Hooks: agentgw.Hooks{
+			Authenticate:    auth.Authenticate,
+			NamespaceExists: n.namespaceExists,
+			EntityConfig:    n.entityConfig,
+			HandleEvent:     n.handleAgentEvent,
+		},
+	})
+	n.registerGatewayMetrics()
+	n.agentSrv = &http.Server{
+		Handler:           n.gateway,
+		ReadHeaderTimeout: 15 * time.Second,
+		ErrorLog:          slog.NewLogLogger(n.log.Handler(), slog.LevelDebug),
+	}
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		if err := n.agentSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			n.errc <- fmt.Errorf("agent gateway: %w", err)
+		}
+	}()
+}
+
+// startBackground starts what runs for the node's lifetime: delivery of check requests
+// to local agents and the campaigns for the elected tasks.
+func (n *Node) startBackground(ctx context.Context) {
+	if n.gateway != nil {
+		n.bgWG.Add(1)
+		go func() {
+			defer n.bgWG.Done()
+			n.deliverRequests(ctx)
+		}()
+	}
+	tasks := map[string]func(context.Context, *etcdx.Leadership) error{
+		TaskPublisher:        n.runPublisher,
+		TaskKeepaliveMonitor: n.runKeepaliveMonitor,
+		TaskTTLMonitor:       n.runTTLMonitor,
+		TaskAggregatePruner:  n.runAggregatePruner,
+	}
+	for _, name := range Tasks {
+		fn := tasks[name]
+		name := name
+		n.bgWG.Add(1)
+		go func() {
+			defer n.bgWG.Done()
+			n.store.RunElected(ctx, name, n.cfg.Name, n.cfg.TaskTTL, func(ctx context.Context, l *etcdx.Leadership) error {
+				n.log.Info("elected task started", "task", name, "revision", l.Rev)
+				err := fn(ctx, l)
+				n.log.Info("elected task stopped", "task", name)
+				return err
+			}, func(err error) { n.log.Warn("elected task", "task", name, "err", err) })
+		}()
+	}
+}
+
+// taskOwners reports who owns each elected task, for /info.
+func (n *Node) taskOwners() map[string]*string {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	out := map[string]*string{}
+	for _, t := range Tasks {
+		owner, err := n.store.TaskOwner(ctx, t)
+		if err == nil && owner != "" {
+			out[t] = &owner
+		} else {
+			out[t] = nil
+		}
+	}
+	return out
+}
+
+// AgentURL is the URL agents connect to ("" when the gateway is off).
+func (n *Node) AgentURL() string { return n.agentURL }
 
 // Store is the node's resource store; valid after Start.
 func (n *Node) Store() *etcdx.Store { return n.store }
@@ -173,6 +304,17 @@ func (n *Node) Close(ctx context.Context) error {
 		close(n.stop)
 		if n.api != nil {
 			n.api.SetReady(false)
+		}
+		// Resign elected tasks first, so another server takes them over at once.
+		if n.bgCancel != nil {
+			n.bgCancel()
+			n.bgWG.Wait()
+		}
+		if n.gateway != nil {
+			if err := n.gateway.Close(ctx); err != nil {
+				errs = append(errs, err)
+			}
+			_ = n.agentSrv.Close()
 		}
 		if n.httpSrv != nil {
 			if err := n.httpSrv.Shutdown(ctx); err != nil {

@@ -37,6 +37,8 @@ type Config struct {
 	Logger     *slog.Logger
 	// Tasks reports the owner of each elected task for /info; nil means none run yet.
 	Tasks func() map[string]*string
+	// Execute publishes an ad hoc check request (POST …/checks/{name}/execute).
+	Execute func(ctx context.Context, ns, check string, subscriptions []string, reason string) error
 }
 
 // Server is the HTTP handler of the REST API.
@@ -308,6 +310,13 @@ func (s *Server) handleCoreV2(w http.ResponseWriter, r *http.Request, p *Princip
 		}
 		return
 	}
+	if segs := strings.Split(strings.Trim(rest, "/"), "/"); len(segs) == 5 && segs[0] == "namespaces" && segs[2] == "checks" && segs[4] == "execute" {
+		setRouteLabel(r, "/api/core/v2/namespaces/{ns}/checks/{name}/execute")
+		if err := s.execute(w, r, segs[1], segs[3], p); err != nil {
+			writeError(w, err)
+		}
+		return
+	}
 	rt, err := parseResourcePath(rest)
 	if err != nil {
 		writeError(w, err)
@@ -323,4 +332,40 @@ func (s *Server) handleCoreV2(w http.ResponseWriter, r *http.Request, p *Princip
 		}
 		writeError(w, err)
 	}
+}
+
+// execute answers POST …/checks/{name}/execute: an ad hoc run of a check, optionally on
+// other subscriptions than its own, answered 202 once the request is published.
+func (s *Server) execute(w http.ResponseWriter, r *http.Request, ns, name string, p *Principal) error {
+	if r.Method != http.MethodPost {
+		return errorf(http.StatusMethodNotAllowed, "use POST to execute a check")
+	}
+	if !allowed(p.Role, verbWrite, "checks") {
+		return errorf(http.StatusForbidden, "user %s (role %s) may not execute checks", p.Username, roleName(p.Role))
+	}
+	if s.cfg.Execute == nil {
+		return errorf(http.StatusServiceUnavailable, "this server has no agent gateway to run checks")
+	}
+	var body struct {
+		Check         string   `json:"check"`
+		Subscriptions []string `json:"subscriptions"`
+		Reason        string   `json:"reason"`
+	}
+	if r.ContentLength != 0 {
+		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBody)).Decode(&body); err != nil {
+			return errorf(http.StatusBadRequest, `body must be {"check": "%s", "subscriptions": [...], "reason": "..."}: %v`, name, err)
+		}
+	}
+	if body.Check != "" && body.Check != name {
+		return &httpError{status: http.StatusBadRequest, msg: fmt.Sprintf("check %q does not match the name %q in the URL", body.Check, name),
+			fields: []events.FieldError{{Field: "check", Message: "must match the name in the URL"}}}
+	}
+	if err := s.cfg.Execute(r.Context(), ns, name, body.Subscriptions, body.Reason); err != nil {
+		if errors.Is(err, etcdx.ErrNotFound) {
+			return errorf(http.StatusNotFound, "check %q not found in namespace %s", name, ns)
+		}
+		return err
+	}
+	writeJSON(w, http.StatusAccepted, map[string]string{"issued": "ok"})
+	return nil
 }

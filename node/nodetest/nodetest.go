@@ -32,12 +32,16 @@ type Options struct {
 	AccessTokenTTL time.Duration
 	// NoInit skips seeding the namespace and users.
 	NoInit bool
+	// TaskTTL overrides how long a dead node keeps its elected tasks (seconds).
+	TaskTTL int
 }
 
 // Node is a running test node.
 type Node struct {
 	*node.Node
-	URL      string
+	URL string
+	// AgentURL is the agent gateway's ws:// URL.
+	AgentURL string
 	StateDir string
 }
 
@@ -60,12 +64,14 @@ func StartWith(t testing.TB, o Options) *Node {
 	client := fmt.Sprintf("http://127.0.0.1:%d", ports[0])
 	peer := fmt.Sprintf("http://127.0.0.1:%d", ports[1])
 	n := node.New(node.Config{
-		Name:             "test",
-		StateDir:         dir,
-		APIListenAddress: "127.0.0.1:0",
-		Version:          "test",
-		Logger:           slog.New(slog.DiscardHandler),
-		AccessTokenTTL:   o.AccessTokenTTL,
+		Name:               "test",
+		StateDir:           dir,
+		APIListenAddress:   "127.0.0.1:0",
+		AgentListenAddress: "127.0.0.1:0",
+		TaskTTL:            o.TaskTTL,
+		Version:            "test",
+		Logger:             slog.New(slog.DiscardHandler),
+		AccessTokenTTL:     o.AccessTokenTTL,
 		Embed: &etcdx.EmbedConfig{
 			Name: "test", Dir: filepath.Join(dir, "etcd"),
 			ListenClientURLs: []string{client}, AdvertiseClientURLs: []string{client},
@@ -78,7 +84,7 @@ func StartWith(t testing.TB, o Options) *Node {
 	if err := n.Start(ctx); err != nil {
 		t.Fatalf("start node: %v", err)
 	}
-	tn := &Node{Node: n, URL: n.APIURL(), StateDir: dir}
+	tn := &Node{Node: n, URL: n.APIURL(), AgentURL: n.AgentURL(), StateDir: dir}
 	t.Cleanup(func() { tn.Stop(t) })
 	if !o.NoInit {
 		err := node.Initialize(ctx, n.Store(), node.InitOptions{

@@ -1,0 +1,336 @@
+package agentgw
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/picketmon/picket/events"
+)
+
+// Errors the Authenticate hook returns to choose the handshake's status code.
+var (
+	// ErrBadCredentials answers 401.
+	ErrBadCredentials = errors.New("bad credentials")
+	// ErrForbidden answers 403: the user may not create events.
+	ErrForbidden = errors.New("not allowed to create events")
+)
+
+// Hooks connect the gateway to its node. The gateway knows nothing of etcd.
+type Hooks struct {
+	// Authenticate checks an agent's credentials.
+	Authenticate func(ctx context.Context, user, password string) error
+	// NamespaceExists reports whether an agent may connect into ns.
+	NamespaceExists func(ctx context.Context, ns string) (bool, error)
+	// EntityConfig returns the stored entity of an agent, nil when there is none yet.
+	EntityConfig func(ctx context.Context, ns, name string) (*events.Entity, error)
+	// HandleEvent processes a keepalive or check result and returns once it is persisted.
+	HandleEvent func(ctx context.Context, ev *events.Event, keepalive bool) error
+	// Disconnected is told when a session ends (not when it is replaced).
+	Disconnected func(ns, name string)
+}
+
+// Config configures a Gateway.
+type Config struct {
+	// Name is sent to agents in the Backend-ID header.
+	Name   string
+	Logger *slog.Logger
+	Hooks  Hooks
+	// PingInterval and PingTimeout detect dead agents (defaults 30 s and 45 s).
+	PingInterval, PingTimeout time.Duration
+	// SendQueue is how many frames may wait for a slow agent before requests are
+	// dropped (default 64).
+	SendQueue int
+	// ReadLimit is the largest frame accepted (default MaxFrameSize).
+	ReadLimit int64
+}
+
+// Stats are the gateway's counters, for /metrics.
+type Stats struct {
+	Sessions        int64
+	Connects        int64
+	Rejected        int64
+	FramesIn        int64
+	Malformed       int64
+	EventsAccepted  int64
+	EventsFailed    int64
+	RequestsSent    int64
+	RequestsDropped int64
+}
+
+// Gateway accepts agent WebSocket sessions and delivers check requests to them.
+type Gateway struct {
+	cfg   Config
+	log   *slog.Logger
+	ready atomic.Bool
+
+	mu       sync.Mutex
+	sessions map[string]*session                        // ns/name
+	bySub    map[string]map[string]map[*session]struct{} // ns → subscription → sessions
+	closed   bool
+	wg       sync.WaitGroup
+
+	connects, rejected, framesIn, malformed   atomic.Int64
+	eventsOK, eventsFailed, sent, sendDropped atomic.Int64
+}
+
+// New returns a gateway that answers 503 until SetReady(true).
+func New(cfg Config) *Gateway {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.PingInterval == 0 {
+		cfg.PingInterval = 30 * time.Second
+	}
+	if cfg.PingTimeout == 0 {
+		cfg.PingTimeout = 45 * time.Second
+	}
+	if cfg.SendQueue == 0 {
+		cfg.SendQueue = 64
+	}
+	if cfg.ReadLimit == 0 {
+		cfg.ReadLimit = MaxFrameSize
+	}
+	return &Gateway{cfg: cfg, log: cfg.Logger, sessions: map[string]*session{}, bySub: map[string]map[string]map[*session]struct{}{}}
+}
+
+// SetReady lets agents in (or, with false, answers 503).
+func (g *Gateway) SetReady(ready bool) { g.ready.Store(ready) }
+
+// Stats returns the current counters.
+func (g *Gateway) Stats() Stats {
+	g.mu.Lock()
+	n := int64(len(g.sessions))
+	g.mu.Unlock()
+	return Stats{
+		Sessions: n, Connects: g.connects.Load(), Rejected: g.rejected.Load(), FramesIn: g.framesIn.Load(),
+		Malformed: g.malformed.Load(), EventsAccepted: g.eventsOK.Load(), EventsFailed: g.eventsFailed.Load(),
+		RequestsSent: g.sent.Load(), RequestsDropped: g.sendDropped.Load(),
+	}
+}
+
+func (g *Gateway) reject(w http.ResponseWriter, status int, format string, a ...any) {
+	g.rejected.Add(1)
+	http.Error(w, fmt.Sprintf(format, a...), status)
+}
+
+// ServeHTTP performs the handshake of REFERENCE.md §1 and runs the session.
+func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !g.ready.Load() {
+		g.reject(w, http.StatusServiceUnavailable, "backend is not ready; retry")
+		return
+	}
+	name := r.Header.Get(HeaderAgentName)
+	ns := r.Header.Get(HeaderNamespace)
+	if ns == "" {
+		ns = "default"
+	}
+	if name == "" {
+		g.reject(w, http.StatusBadRequest, "missing %s header", HeaderAgentName)
+		return
+	}
+	user, pass, ok := r.BasicAuth()
+	if !ok {
+		g.reject(w, http.StatusUnauthorized, "missing agent credentials (Authorization: Basic)")
+		return
+	}
+	ctx := r.Context()
+	if err := g.cfg.Hooks.Authenticate(ctx, user, pass); err != nil {
+		switch {
+		case errors.Is(err, ErrBadCredentials):
+			g.log.Info("agent rejected: bad credentials", "agent", name, "user", user, "remote", r.RemoteAddr)
+			g.reject(w, http.StatusUnauthorized, "bad agent credentials for user %s", user)
+		case errors.Is(err, ErrForbidden):
+			g.log.Info("agent rejected: user may not create events", "agent", name, "user", user)
+			g.reject(w, http.StatusForbidden, "user %s may not create events", user)
+		default:
+			g.log.Warn("agent authentication failed", "agent", name, "err", err)
+			g.reject(w, http.StatusServiceUnavailable, "cannot check credentials now; retry")
+		}
+		return
+	}
+	exists, err := g.cfg.Hooks.NamespaceExists(ctx, ns)
+	if err != nil {
+		g.reject(w, http.StatusServiceUnavailable, "cannot check namespace now; retry")
+		return
+	}
+	if !exists {
+		g.log.Info("agent rejected: unknown namespace", "agent", name, "namespace", ns)
+		g.reject(w, http.StatusNotFound, "namespace %q does not exist", ns)
+		return
+	}
+	subs := splitSubscriptions(r.Header.Get(HeaderSubscriptions), name)
+	acks := r.Header.Get(AckHeader) == "1"
+
+	w.Header().Set(HeaderBackendID, g.cfg.Name)
+	w.Header().Set("Accept", "application/json")
+	w.Header().Set("Content-Type", "application/json")
+	if acks {
+		w.Header().Set(AckHeader, "1")
+	}
+	conn, err := websocket.Accept(w, r, &websocket.AcceptOptions{InsecureSkipVerify: true})
+	if err != nil {
+		g.log.Info("agent handshake failed", "agent", name, "err", err)
+		return
+	}
+	conn.SetReadLimit(g.cfg.ReadLimit)
+	s := newSession(g, conn, ns, name, subs, acks)
+	if !g.register(s) {
+		_ = conn.Close(websocket.StatusGoingAway, "backend shutting down")
+		return
+	}
+	g.connects.Add(1)
+	g.log.Debug("agent connected", "agent", name, "namespace", ns, "subscriptions", subs, "acks", acks, "remote", r.RemoteAddr)
+	// The handler's goroutine runs the session; r.Context() is not used after Accept.
+	s.run()
+}
+
+// splitSubscriptions parses the comma-separated header and adds entity:<name>.
+func splitSubscriptions(h, name string) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, s := range strings.Split(h, ",") {
+		if s = strings.TrimSpace(s); s != "" && !seen[s] {
+			seen[s] = true
+			out = append(out, s)
+		}
+	}
+	if own := "entity:" + name; !seen[own] {
+		out = append(out, own)
+	}
+	return out
+}
+
+func (g *Gateway) register(s *session) bool {
+	g.mu.Lock()
+	if g.closed {
+		g.mu.Unlock()
+		return false
+	}
+	key := s.ns + "/" + s.name
+	old := g.sessions[key]
+	if old != nil {
+		g.unindex(old)
+	}
+	g.sessions[key] = s
+	subs := g.bySub[s.ns]
+	if subs == nil {
+		subs = map[string]map[*session]struct{}{}
+		g.bySub[s.ns] = subs
+	}
+	for _, sub := range s.subs {
+		if subs[sub] == nil {
+			subs[sub] = map[*session]struct{}{}
+		}
+		subs[sub][s] = struct{}{}
+	}
+	g.wg.Add(1)
+	g.mu.Unlock()
+	if old != nil {
+		old.replaced.Store(true)
+		old.close(websocket.StatusPolicyViolation, "replaced by a newer session of this agent")
+		g.log.Info("agent reconnected; old session replaced", "agent", s.name, "namespace", s.ns)
+	}
+	return true
+}
+
+// unindex removes s from the subscription index; g.mu must be held.
+func (g *Gateway) unindex(s *session) {
+	subs := g.bySub[s.ns]
+	for _, sub := range s.subs {
+		delete(subs[sub], s)
+		if len(subs[sub]) == 0 {
+			delete(subs, sub)
+		}
+	}
+}
+
+func (g *Gateway) unregister(s *session) {
+	g.mu.Lock()
+	key := s.ns + "/" + s.name
+	current := g.sessions[key] == s
+	if current {
+		delete(g.sessions, key)
+		g.unindex(s)
+	}
+	g.mu.Unlock()
+	g.wg.Done()
+	if current && !s.replaced.Load() && g.cfg.Hooks.Disconnected != nil {
+		g.cfg.Hooks.Disconnected(s.ns, s.name)
+	}
+}
+
+// Deliver sends a check request to every local session of namespace ns subscribed to
+// any of subs, once per session, and returns how many got it. A session whose send
+// queue is full misses the request; the drop is counted and logged.
+func (g *Gateway) Deliver(ns string, req *CheckRequest, subs []string) int {
+	payload, err := json.Marshal(req)
+	if err != nil {
+		g.log.Error("encode check request", "err", err)
+		return 0
+	}
+	frame := Encode(TypeCheckRequest, payload)
+	g.mu.Lock()
+	targets := map[*session]struct{}{}
+	for _, sub := range subs {
+		for s := range g.bySub[ns][sub] {
+			targets[s] = struct{}{}
+		}
+	}
+	g.mu.Unlock()
+	n := 0
+	for s := range targets {
+		if s.enqueue(frame) {
+			n++
+		} else {
+			g.sendDropped.Add(1)
+			g.log.Warn("agent send queue full; check request dropped", "agent", s.name, "namespace", ns, "check", req.Config.Metadata.Name)
+		}
+	}
+	g.sent.Add(int64(n))
+	return n
+}
+
+// Connected reports whether an agent has a session on this gateway.
+func (g *Gateway) Connected(ns, name string) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.sessions[ns+"/"+name] != nil
+}
+
+// Close stops accepting agents and closes every session with a going-away code, waiting
+// for them until ctx ends.
+func (g *Gateway) Close(ctx context.Context) error {
+	g.ready.Store(false)
+	g.mu.Lock()
+	g.closed = true
+	all := make([]*session, 0, len(g.sessions))
+	for _, s := range g.sessions {
+		all = append(all, s)
+	}
+	g.mu.Unlock()
+	for _, s := range all {
+		go s.close(websocket.StatusGoingAway, "backend shutting down")
+	}
+	done := make(chan struct{})
+	go func() { g.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		for _, s := range all {
+			_ = s.conn.CloseNow()
+		}
+		<-done
+		return fmt.Errorf("agent sessions did not close in time: %w", ctx.Err())
+	}
+}

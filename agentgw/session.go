@@ -1,0 +1,208 @@
+package agentgw
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/picketmon/picket/events"
+)
+
+// session is one connected agent. Its reader runs in the HTTP handler's goroutine; one
+// writer goroutine owns sends and pings, so a slow agent never blocks delivery to others.
+type session struct {
+	g        *Gateway
+	conn     *websocket.Conn
+	ns, name string
+	subs     []string
+	acks     bool
+
+	send      chan []byte
+	ctx       context.Context
+	cancel    context.CancelFunc
+	closeOnce sync.Once
+	replaced  atomic.Bool
+}
+
+func newSession(g *Gateway, conn *websocket.Conn, ns, name string, subs []string, acks bool) *session {
+	ctx, cancel := context.WithCancel(context.Background())
+	return &session{g: g, conn: conn, ns: ns, name: name, subs: subs, acks: acks,
+		send: make(chan []byte, g.cfg.SendQueue), ctx: ctx, cancel: cancel}
+}
+
+// enqueue queues a frame without blocking; false when the queue is full.
+func (s *session) enqueue(frame []byte) bool {
+	select {
+	case <-s.ctx.Done():
+		return false
+	default:
+	}
+	select {
+	case s.send <- frame:
+		return true
+	default:
+		return false
+	}
+}
+
+// close ends the session with a close frame; safe to call more than once.
+func (s *session) close(code websocket.StatusCode, reason string) {
+	s.closeOnce.Do(func() {
+		s.cancel()
+		// Close performs the close handshake with its own bounded wait.
+		_ = s.conn.Close(code, reason)
+	})
+}
+
+func (s *session) run() {
+	log := s.g.log.With("agent", s.name, "namespace", s.ns)
+	defer s.g.unregister(s)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		s.writeLoop()
+	}()
+	defer wg.Wait()
+	defer s.cancel()
+
+	s.sendEntityConfig()
+	for {
+		typ, frame, err := s.conn.Read(s.ctx)
+		if err != nil {
+			switch {
+			case errors.Is(err, websocket.ErrMessageTooBig):
+				log.Warn("agent frame over the read limit; session closed", "limit", s.g.cfg.ReadLimit)
+			case websocket.CloseStatus(err) == websocket.StatusNormalClosure, websocket.CloseStatus(err) == websocket.StatusGoingAway:
+				log.Debug("agent disconnected", "reason", err)
+			case s.ctx.Err() != nil:
+			default:
+				log.Info("agent session ended", "err", err)
+			}
+			s.close(websocket.StatusInternalError, "read failed")
+			return
+		}
+		s.g.framesIn.Add(1)
+		if typ != websocket.MessageBinary && typ != websocket.MessageText {
+			continue
+		}
+		s.handleFrame(log, frame)
+	}
+}
+
+func (s *session) handleFrame(log interface {
+	Warn(string, ...any)
+	Error(string, ...any)
+}, frame []byte) {
+	msgType, payload, err := Decode(frame)
+	if err != nil {
+		s.g.malformed.Add(1)
+		log.Warn("malformed frame dropped", "err", err, "size", len(frame))
+		return
+	}
+	keepalive := false
+	switch msgType {
+	case TypeKeepalive:
+		keepalive = true
+	case TypeEvent:
+	default:
+		s.g.malformed.Add(1)
+		log.Warn("frame of unknown type dropped", "type", msgType)
+		return
+	}
+	ev := &events.Event{}
+	if err := json.Unmarshal(payload, ev); err != nil {
+		s.g.malformed.Add(1)
+		log.Warn("frame payload is not an event; dropped", "type", msgType, "err", err)
+		return
+	}
+	if ev.Entity == nil {
+		ev.Entity = &events.Entity{}
+	}
+	if ev.Entity.Metadata.Name == "" {
+		ev.Entity.Metadata.Name = s.name
+	}
+	// An agent acts only in its own namespace, whatever the payload says.
+	ev.Entity.Metadata.Namespace = s.ns
+	ev.Metadata.Namespace = s.ns
+	if keepalive && ev.Entity.Metadata.Name != s.name {
+		s.g.malformed.Add(1)
+		log.Warn("keepalive for another entity dropped", "entity", ev.Entity.Metadata.Name)
+		return
+	}
+	if err := s.g.cfg.Hooks.HandleEvent(s.ctx, ev, keepalive); err != nil {
+		s.g.eventsFailed.Add(1)
+		if s.ctx.Err() == nil {
+			log.Error("event not accepted", "type", msgType, "err", err)
+		}
+		return
+	}
+	s.g.eventsOK.Add(1)
+	if s.acks && ev.ID != "" {
+		ack, _ := json.Marshal(Ack{ID: ev.ID})
+		// An ack must not be dropped: a lost ack makes the agent resend, which the
+		// server tolerates, but blocking here would stall the reader, so wait briefly.
+		select {
+		case s.send <- Encode(TypeAck, ack):
+		case <-s.ctx.Done():
+		case <-time.After(5 * time.Second):
+			log.Warn("ack not sent: agent is not reading", "id", ev.ID)
+		}
+	}
+}
+
+func (s *session) sendEntityConfig() {
+	var ent *events.Entity
+	if s.g.cfg.Hooks.EntityConfig != nil {
+		ctx, cancel := context.WithTimeout(s.ctx, 5*time.Second)
+		e, err := s.g.cfg.Hooks.EntityConfig(ctx, s.ns, s.name)
+		cancel()
+		if err != nil {
+			s.g.log.Warn("read entity config", "agent", s.name, "err", err)
+		}
+		ent = e
+	}
+	if ent == nil {
+		ent = &events.Entity{EntityClass: "agent", Subscriptions: s.subs}
+		ent.Metadata.Name, ent.Metadata.Namespace = s.name, s.ns
+	}
+	payload, err := json.Marshal(ent)
+	if err != nil {
+		return
+	}
+	s.enqueue(Encode(TypeEntityConfig, payload))
+}
+
+func (s *session) writeLoop() {
+	ping := time.NewTicker(s.g.cfg.PingInterval)
+	defer ping.Stop()
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case frame := <-s.send:
+			// Writes use the session's context: a per-write timeout would close the
+			// whole connection when it expires (coder/websocket).
+			if err := s.conn.Write(s.ctx, websocket.MessageBinary, frame); err != nil {
+				s.close(websocket.StatusInternalError, "write failed")
+				return
+			}
+		case <-ping.C:
+			ctx, cancel := context.WithTimeout(s.ctx, s.g.cfg.PingTimeout)
+			err := s.conn.Ping(ctx)
+			cancel()
+			if err != nil {
+				if s.ctx.Err() == nil {
+					s.g.log.Info("agent did not answer ping; session closed", "agent", s.name, "timeout", s.g.cfg.PingTimeout)
+				}
+				s.close(websocket.StatusPolicyViolation, "ping timeout")
+				return
+			}
+		}
+	}
+}

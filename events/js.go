@@ -1,0 +1,172 @@
+package events
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"text/template"
+	"time"
+
+	"github.com/dop251/goja"
+)
+
+// Synthesize turns a resource into the plain map that JavaScript expressions and
+// command tokens see: its JSON form, with the metadata fields (name, namespace, labels,
+// annotations) also lifted to the top level of every object that has metadata, as Sensu
+// does, so both entity.labels.x and entity.metadata.labels.x work.
+func Synthesize(v any) map[string]any {
+	raw, err := json.Marshal(v)
+	if err != nil {
+		return map[string]any{}
+	}
+	var m map[string]any
+	if json.Unmarshal(raw, &m) != nil {
+		return map[string]any{}
+	}
+	lift(m)
+	return m
+}
+
+func lift(v any) {
+	switch x := v.(type) {
+	case map[string]any:
+		if meta, ok := x["metadata"].(map[string]any); ok {
+			for k, mv := range meta {
+				if _, taken := x[k]; !taken {
+					x[k] = mv
+				}
+			}
+		}
+		for _, c := range x {
+			lift(c)
+		}
+	case []any:
+		for _, c := range x {
+			lift(c)
+		}
+	}
+}
+
+// JSError is an expression that does not compile, with its index and position.
+type JSError struct {
+	Index      int
+	Expression string
+	Err        error
+}
+
+func (e *JSError) Error() string {
+	return fmt.Sprintf("expression %d (%q): %v", e.Index, e.Expression, e.Err)
+}
+
+func (e *JSError) Unwrap() error { return e.Err }
+
+// Expressions is a compiled set of ECMAScript 5 boolean expressions, compiled once and
+// evaluated many times. It is safe for concurrent use: each evaluation borrows a
+// runtime from a pool.
+type Expressions struct {
+	src   []string
+	progs []*goja.Program
+	pool  sync.Pool
+}
+
+// CompileExpressions compiles every expression, reporting the first that fails with its
+// index and the parser's position.
+func CompileExpressions(src []string) (*Expressions, error) {
+	e := &Expressions{src: src}
+	for i, s := range src {
+		p, err := goja.Compile(fmt.Sprintf("expression[%d]", i), "("+s+")", true)
+		if err != nil {
+			return nil, &JSError{Index: i, Expression: s, Err: cleanJSError(err)}
+		}
+		e.progs = append(e.progs, p)
+	}
+	e.pool.New = func() any { return newRuntime() }
+	return e, nil
+}
+
+func cleanJSError(err error) error {
+	var ce *goja.CompilerSyntaxError
+	if errors.As(err, &ce) {
+		return fmt.Errorf("syntax error at column %d: %s", ce.File.Position(int(ce.Offset)).Column-1, ce.Message)
+	}
+	return err
+}
+
+// newRuntime makes a runtime with Sensu's filter helpers bound.
+func newRuntime() *goja.Runtime {
+	vm := goja.New()
+	vm.SetFieldNameMapper(goja.TagFieldNameMapper("json", true))
+	_ = vm.Set("seconds_since", func(ts int64) int64 { return time.Now().Unix() - ts })
+	_ = vm.Set("hour", func(ts int64) int { return time.Unix(ts, 0).UTC().Hour() })
+	_ = vm.Set("weekday", func(ts int64) int { return int(time.Unix(ts, 0).UTC().Weekday()) })
+	return vm
+}
+
+// Eval evaluates every expression with the bindings (e.g. "event" or "entity" to a
+// Synthesize'd map) and returns each truth value. A run-time error names the expression.
+func (e *Expressions) Eval(bindings map[string]any) ([]bool, error) {
+	vm := e.pool.Get().(*goja.Runtime)
+	defer e.pool.Put(vm)
+	for k, v := range bindings {
+		if err := vm.Set(k, v); err != nil {
+			return nil, err
+		}
+	}
+	out := make([]bool, len(e.progs))
+	for i, p := range e.progs {
+		v, err := runGuarded(vm, p)
+		if err != nil {
+			return nil, &JSError{Index: i, Expression: e.src[i], Err: err}
+		}
+		out[i] = v.ToBoolean()
+	}
+	return out, nil
+}
+
+// runGuarded runs a program with a time limit, so a runaway expression cannot hang the
+// caller.
+func runGuarded(vm *goja.Runtime, p *goja.Program) (goja.Value, error) {
+	t := time.AfterFunc(time.Second, func() { vm.Interrupt("expression ran longer than 1s") })
+	defer t.Stop()
+	v, err := vm.RunProgram(p)
+	vm.ClearInterrupt()
+	if err != nil {
+		msg := err.Error()
+		if i := strings.Index(msg, " at expression["); i > 0 {
+			msg = msg[:i]
+		}
+		return nil, errors.New(msg)
+	}
+	return v, nil
+}
+
+// SubstituteTokens replaces Sensu tokens such as {{ .name }}, {{ .labels.url }} or
+// {{ .labels.port | default "80" }} in s with values from a Synthesize'd entity. A token
+// with no value and no default is an error naming it.
+func SubstituteTokens(s string, entity map[string]any) (string, error) {
+	if !strings.Contains(s, "{{") {
+		return s, nil
+	}
+	t, err := template.New("tokens").Option("missingkey=zero").Funcs(template.FuncMap{
+		"default": func(def any, v any) any {
+			if v == nil || v == "" {
+				return def
+			}
+			return v
+		},
+	}).Parse(s)
+	if err != nil {
+		return "", fmt.Errorf("tokens in %q: %w", s, err)
+	}
+	var b strings.Builder
+	if err := t.Execute(&b, entity); err != nil {
+		return "", fmt.Errorf("tokens in %q: %w", s, err)
+	}
+	out := b.String()
+	if strings.Contains(out, "<no value>") {
+		return "", fmt.Errorf("tokens in %q: a token has no value for entity %v and no default", s, entity["name"])
+	}
+	return out, nil
+}

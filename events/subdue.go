@@ -1,0 +1,158 @@
+package events
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Subdued reports whether t falls in one of the time windows of a check's subdue, the
+// Sensu Go shape
+//
+//	{"days": {"all": [{"begin": "5:00 PM", "end": "8:00 AM"}], "monday": [...], ...}}
+//
+// where a scheduler publishes no requests for the check. An empty or null subdue subdues
+// nothing. Times are "3:04 PM", "3:04PM", "3PM" or "15:04", optionally followed by a zone
+// ("5:00 PM UTC", "5:00 PM Europe/Berlin", "17:00 +02:00"); a window without a zone is in
+// UTC, as in Sensu. A window includes its begin and excludes its end; one whose end is not
+// after its begin crosses midnight, so a "friday" window from 10:00 PM to 2:00 AM lasts
+// until Saturday 2:00 AM (Sensu reads it as two pieces of Friday), and one that begins and
+// ends at the same time lasts a whole day. A malformed subdue is an error, whatever t is.
+func Subdued(raw json.RawMessage, t time.Time) (bool, error) {
+	windows, err := parseSubdue(raw)
+	if err != nil {
+		return false, err
+	}
+	for _, w := range windows {
+		if w.contains(t) {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// subdueWindow is one parsed window: [begin, end) seconds after midnight in loc, on day
+// (or every day when day is -1), running into the next day when end <= begin.
+type subdueWindow struct {
+	day        int
+	begin, end int
+	loc        *time.Location
+}
+
+var subdueDays = map[string]int{
+	"all": -1, "sunday": 0, "monday": 1, "tuesday": 2, "wednesday": 3,
+	"thursday": 4, "friday": 5, "saturday": 6,
+}
+
+func parseSubdue(raw json.RawMessage) ([]subdueWindow, error) {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 || string(raw) == "null" {
+		return nil, nil
+	}
+	var spec struct {
+		Days map[string][]struct {
+			Begin string `json:"begin"`
+			End   string `json:"end"`
+		} `json:"days"`
+	}
+	if err := json.Unmarshal(raw, &spec); err != nil {
+		return nil, fmt.Errorf("subdue: %w; use {\"days\": {\"all\": [{\"begin\": \"5:00 PM\", \"end\": \"8:00 AM\"}]}}", err)
+	}
+	var out []subdueWindow
+	// In a fixed order, so that the same subdue always reports the same error.
+	for _, name := range slices.Sorted(maps.Keys(spec.Days)) {
+		ranges := spec.Days[name]
+		day, ok := subdueDays[strings.ToLower(name)]
+		if !ok {
+			return nil, fmt.Errorf("subdue: days: unknown day %q; use all, sunday, monday, tuesday, wednesday, thursday, friday or saturday", name)
+		}
+		for i, r := range ranges {
+			field := fmt.Sprintf("subdue: days.%s[%d]", name, i)
+			begin, bloc, err := parseClock(r.Begin)
+			if err != nil {
+				return nil, fmt.Errorf("%s.begin: %w", field, err)
+			}
+			end, eloc, err := parseClock(r.End)
+			if err != nil {
+				return nil, fmt.Errorf("%s.end: %w", field, err)
+			}
+			loc := bloc
+			switch {
+			case bloc == nil:
+				loc = eloc
+			case eloc != nil && eloc.String() != bloc.String():
+				return nil, fmt.Errorf("%s: begin is in %s but end is in %s; use one zone", field, bloc, eloc)
+			}
+			if loc == nil {
+				loc = time.UTC
+			}
+			out = append(out, subdueWindow{day: day, begin: begin, end: end, loc: loc})
+		}
+	}
+	return out, nil
+}
+
+// parseClock reads a time of day with an optional zone and returns seconds after
+// midnight and the zone, nil when none was given.
+func parseClock(s string) (int, *time.Location, error) {
+	text := strings.TrimSpace(s)
+	var loc *time.Location
+	if fields := strings.Fields(text); len(fields) > 1 {
+		last := fields[len(fields)-1]
+		if u := strings.ToUpper(last); u != "AM" && u != "PM" {
+			l, err := parseZone(last)
+			if err != nil {
+				return 0, nil, fmt.Errorf("%q: %w", s, err)
+			}
+			loc = l
+			text = strings.TrimSpace(strings.TrimSuffix(text, last))
+		}
+	}
+	compact := strings.ToUpper(strings.ReplaceAll(text, " ", ""))
+	for _, layout := range []string{"3:04PM", "3PM", "15:04"} {
+		if c, err := time.Parse(layout, compact); err == nil {
+			return c.Hour()*3600 + c.Minute()*60, loc, nil
+		}
+	}
+	return 0, nil, fmt.Errorf("%q is not a time of day; write it like \"5:00 PM\", \"5:00 PM UTC\" or \"17:00\"", s)
+}
+
+// parseZone reads UTC, GMT, Z, an IANA zone name or a numeric offset such as +02:00.
+// Abbreviations such as CET or PST are refused: they are ambiguous and carry no DST rules.
+func parseZone(z string) (*time.Location, error) {
+	switch strings.ToUpper(z) {
+	case "UTC", "GMT", "Z":
+		return time.UTC, nil
+	}
+	if z[0] == '+' || z[0] == '-' {
+		for _, layout := range []string{"-07:00", "-0700", "-07"} {
+			if t, err := time.Parse(layout, z); err == nil {
+				_, off := t.Zone()
+				return time.FixedZone(z, off), nil
+			}
+		}
+		return nil, fmt.Errorf("%q is not a UTC offset such as +02:00", z)
+	}
+	if strings.Contains(z, "/") {
+		if loc, err := time.LoadLocation(z); err == nil {
+			return loc, nil
+		}
+	}
+	return nil, fmt.Errorf("unknown time zone %q; use UTC, an offset such as +02:00, or an IANA name such as Europe/Paris", z)
+}
+
+func (w subdueWindow) contains(t time.Time) bool {
+	lt := t.In(w.loc)
+	tod := lt.Hour()*3600 + lt.Minute()*60 + lt.Second()
+	today := int(lt.Weekday())
+	onDay := func(d int) bool { return w.day < 0 || w.day == d }
+	if w.begin < w.end {
+		return onDay(today) && tod >= w.begin && tod < w.end
+	}
+	yesterday := (today + 6) % 7
+	return (onDay(today) && tod >= w.begin) || (onDay(yesterday) && tod < w.end)
+}

@@ -1,0 +1,37 @@
+package node
+
+import (
+	"context"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/picketmon/picket/etcdx"
+)
+
+// registerGatewayMetrics exposes the gateway's counters on /metrics.
+func (n *Node) registerGatewayMetrics() {
+	g := n.gateway
+	gauge := func(name, help string, f func() float64) prometheus.Collector {
+		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, f)
+	}
+	counter := func(name, help string, f func() float64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, f)
+	}
+	n.api.Registry().MustRegister(
+		gauge("picket_agent_sessions", "Agents connected to this server.", func() float64 { return float64(g.Stats().Sessions) }),
+		counter("picket_agent_connects_total", "Agent sessions accepted.", func() float64 { return float64(g.Stats().Connects) }),
+		counter("picket_agent_handshakes_rejected_total", "Agent handshakes refused (auth, namespace, not ready).", func() float64 { return float64(g.Stats().Rejected) }),
+		counter("picket_agent_frames_malformed_total", "Agent frames dropped as malformed.", func() float64 { return float64(g.Stats().Malformed) }),
+		counter("picket_agent_events_accepted_total", "Keepalives and events persisted.", func() float64 { return float64(g.Stats().EventsAccepted) }),
+		counter("picket_agent_events_failed_total", "Keepalives and events that could not be persisted.", func() float64 { return float64(g.Stats().EventsFailed) }),
+		counter("picket_check_requests_sent_total", "Check requests delivered to local agents.", func() float64 { return float64(g.Stats().RequestsSent) }),
+		counter("picket_check_requests_dropped_total", "Check requests dropped because an agent's send queue was full.", func() float64 { return float64(g.Stats().RequestsDropped) }),
+	)
+}
+
+// runAggregatePruner holds the aggregate-pruner task. Check aggregates arrive with the
+// event pipeline; until then the owner has nothing to prune and only keeps the task.
+func (n *Node) runAggregatePruner(ctx context.Context, _ *etcdx.Leadership) error {
+	<-ctx.Done()
+	return ctx.Err()
+}
