@@ -1,0 +1,339 @@
+package node_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/picketmon/picket/agentgw"
+	"github.com/picketmon/picket/events"
+	"github.com/picketmon/picket/node/nodetest"
+)
+
+// wsAgent speaks the wire protocol directly, frame by frame, as a Sensu agent does; the
+// gateway under test is real.
+type wsAgent struct {
+	t      *testing.T
+	conn   *websocket.Conn
+	resp   *http.Response
+	frames chan [2]string
+	errc   chan error
+}
+
+func dialAgent(t *testing.T, url, name, ns, user, pass string, subs []string, acks bool) (*wsAgent, error) {
+	t.Helper()
+	h := http.Header{}
+	h.Set(agentgw.HeaderAgentName, name)
+	h.Set(agentgw.HeaderNamespace, ns)
+	h.Set(agentgw.HeaderSubscriptions, strings.Join(subs, ","))
+	h.Set(agentgw.HeaderUser, user)
+	h.Set("Authorization", "Basic "+base64.StdEncoding.EncodeToString([]byte(user+":"+pass)))
+	if acks {
+		h.Set(agentgw.AckHeader, "1")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, resp, err := websocket.Dial(ctx, url, &websocket.DialOptions{HTTPHeader: h})
+	if err != nil {
+		return &wsAgent{resp: resp}, err
+	}
+	conn.SetReadLimit(agentgw.MaxFrameSize)
+	a := &wsAgent{t: t, conn: conn, resp: resp, frames: make(chan [2]string, 100), errc: make(chan error, 1)}
+	go func() {
+		for {
+			_, b, err := conn.Read(context.Background())
+			if err != nil {
+				a.errc <- err
+				close(a.frames)
+				return
+			}
+			typ, payload, _ := agentgw.Decode(b)
+			a.frames <- [2]string{typ, string(payload)}
+		}
+	}()
+	t.Cleanup(func() { conn.CloseNow() })
+	return a, nil
+}
+
+func (a *wsAgent) send(typ string, v any) {
+	a.t.Helper()
+	payload, _ := json.Marshal(v)
+	if err := a.conn.Write(context.Background(), websocket.MessageBinary, agentgw.Encode(typ, payload)); err != nil {
+		a.t.Fatalf("send %s: %v", typ, err)
+	}
+}
+
+// next waits for the next frame of type typ, skipping others.
+func (a *wsAgent) next(typ string, d time.Duration) string {
+	a.t.Helper()
+	deadline := time.After(d)
+	for {
+		select {
+		case f, ok := <-a.frames:
+			if !ok {
+				a.t.Fatalf("connection closed waiting for %s: %v", typ, <-a.errc)
+			}
+			if f[0] == typ {
+				return f[1]
+			}
+		case <-deadline:
+			a.t.Fatalf("no %s frame within %s", typ, d)
+		}
+	}
+}
+
+func keepalive(name string, warning int64) *events.Event {
+	ent := &events.Entity{EntityClass: "agent", Subscriptions: []string{"linux"}}
+	ent.Metadata.Name = name
+	chk := &events.Check{}
+	chk.Metadata.Name = "keepalive"
+	chk.Interval, chk.Timeout = 1, warning
+	return &events.Event{Entity: ent, Check: chk, Timestamp: time.Now().Unix()}
+}
+
+func result(name, check string, status uint32, id string) *events.Event {
+	ev := keepalive(name, 120)
+	ev.Check.Metadata.Name = check
+	ev.Check.Status, ev.Check.Output, ev.Check.Executed = status, "output of "+check, time.Now().Unix()
+	ev.Check.Interval, ev.Check.Timeout = 10, 0
+	ev.ID = id
+	return ev
+}
+
+func apiGet(t *testing.T, n *nodetest.Node, path string, v any) int {
+	t.Helper()
+	req, _ := http.NewRequest("GET", n.URL+"/auth", nil)
+	req.SetBasicAuth(nodetest.AdminUser, nodetest.AdminPassword)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tok struct{ AccessToken string `json:"access_token"` }
+	json.NewDecoder(resp.Body).Decode(&tok)
+	resp.Body.Close()
+	req, _ = http.NewRequest("GET", n.URL+path, nil)
+	req.Header.Set("Authorization", "Bearer "+tok.AccessToken)
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if v != nil && resp.StatusCode == 200 {
+		if err := json.Unmarshal(b, v); err != nil {
+			t.Fatalf("%s: %v: %s", path, err, b)
+		}
+	}
+	return resp.StatusCode
+}
+
+func apiDo(t *testing.T, n *nodetest.Node, method, path, body string) int {
+	t.Helper()
+	req, _ := http.NewRequest("GET", n.URL+"/auth", nil)
+	req.SetBasicAuth(nodetest.AdminUser, nodetest.AdminPassword)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tok struct{ AccessToken string `json:"access_token"` }
+	json.NewDecoder(resp.Body).Decode(&tok)
+	resp.Body.Close()
+	req, _ = http.NewRequest(method, n.URL+path, bytes.NewBufferString(body))
+	req.Header.Set("Authorization", "Bearer "+tok.AccessToken)
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+func TestGatewayHandshake(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a real etcd member")
+	}
+	n := nodetest.Start(t)
+	cases := []struct {
+		name, ns, user, pass string
+		status               int
+	}{
+		{"wrong password", "default", "agent", "wrong", 401},
+		{"unknown user", "default", "nobody", "x", 401},
+		{"unknown namespace", "nope", "agent", nodetest.AgentPassword, 404},
+	}
+	for _, c := range cases {
+		a, err := dialAgent(t, n.AgentURL, "a1", c.ns, c.user, c.pass, nil, false)
+		if err == nil || a.resp == nil || a.resp.StatusCode != c.status {
+			code := 0
+			if a.resp != nil {
+				code = a.resp.StatusCode
+			}
+			t.Errorf("%s: status %d, err %v; want %d", c.name, code, err, c.status)
+		}
+	}
+	if st := apiDo(t, n, "POST", "/api/core/v2/users", `{"username":"watcher","password":"watcher-pass","groups":["viewers"]}`); st != 201 {
+		t.Fatalf("create viewer: %d", st)
+	}
+	a, err := dialAgent(t, n.AgentURL, "a1", "default", "watcher", "watcher-pass", nil, false)
+	if err == nil || a.resp == nil || a.resp.StatusCode != 403 {
+		t.Errorf("viewer may not connect as an agent: %v", err)
+	}
+	ok, err := dialAgent(t, n.AgentURL, "a1", "default", "agent", nodetest.AgentPassword, nil, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ok.resp.Header.Get(agentgw.HeaderBackendID) != "test" || ok.resp.Header.Get(agentgw.AckHeader) != "1" || ok.resp.Header.Get("Accept") != "application/json" {
+		t.Fatalf("response headers: %v", ok.resp.Header)
+	}
+	ok.next(agentgw.TypeEntityConfig, 5*time.Second)
+}
+
+func TestAgentEventsAndBadFrames(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a real etcd member")
+	}
+	n := nodetest.Start(t)
+	a, err := dialAgent(t, n.AgentURL, "web1", "default", "agent", nodetest.AgentPassword, []string{"linux"}, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := dialAgent(t, n.AgentURL, "web2", "default", "agent", nodetest.AgentPassword, []string{"linux"}, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.next(agentgw.TypeEntityConfig, 5*time.Second)
+	a.send(agentgw.TypeKeepalive, keepalive("web1", 120))
+	a.send(agentgw.TypeEvent, result("web1", "disk", 2, "id-1"))
+	if ack := a.next(agentgw.TypeAck, 5*time.Second); !strings.Contains(ack, "id-1") {
+		t.Fatalf("ack: %s", ack)
+	}
+	// Garbage and a payload that is not an event are dropped; the session lives on.
+	if err := a.conn.Write(context.Background(), websocket.MessageBinary, []byte("\x00\x01garbage")); err != nil {
+		t.Fatal(err)
+	}
+	a.send(agentgw.TypeEvent, "not an event")
+	a.send(agentgw.TypeEvent, result("web1", "disk", 0, "id-2"))
+	if ack := a.next(agentgw.TypeAck, 5*time.Second); !strings.Contains(ack, "id-2") {
+		t.Fatalf("ack after garbage: %s", ack)
+	}
+	var ev events.Event
+	if st := apiGet(t, n, "/api/core/v2/namespaces/default/events/web1/disk", &ev); st != 200 {
+		t.Fatalf("event: %d", st)
+	}
+	if ev.Check.Status != 0 || len(ev.Check.History) != 2 || ev.Check.History[0].Status != 2 || ev.Check.State != "passing" {
+		t.Fatalf("event state: %+v", ev.Check)
+	}
+	var ent events.Entity
+	if st := apiGet(t, n, "/api/core/v2/namespaces/default/entities/web1", &ent); st != 200 || ent.LastSeen == 0 {
+		t.Fatalf("entity from keepalive: %d %+v", st, ent)
+	}
+
+	// An oversized frame closes that session with "message too big"; others keep going.
+	big := bytes.Repeat([]byte("x"), agentgw.MaxFrameSize+10)
+	_ = a.conn.Write(context.Background(), websocket.MessageBinary, agentgw.Encode("event", big))
+	select {
+	case err := <-a.errc:
+		if websocket.CloseStatus(err) != websocket.StatusMessageTooBig {
+			t.Fatalf("oversized frame closed with %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("oversized frame did not close the session")
+	}
+	other.send(agentgw.TypeEvent, result("web2", "disk", 1, "id-3"))
+	if ack := other.next(agentgw.TypeAck, 5*time.Second); !strings.Contains(ack, "id-3") {
+		t.Fatalf("other agent: %s", ack)
+	}
+}
+
+func TestSchedulingDeliversOnGrid(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a real etcd member")
+	}
+	n := nodetest.Start(t)
+	a, err := dialAgent(t, n.AgentURL, "db1", "default", "agent", nodetest.AgentPassword, []string{"db"}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := dialAgent(t, n.AgentURL, "web9", "default", "agent", nodetest.AgentPassword, []string{"web"}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := apiDo(t, n, "PUT", "/api/core/v2/namespaces/default/checks/ping",
+		`{"metadata":{"name":"ping"},"command":"true","interval":2,"publish":true,"subscriptions":["db"]}`); st != 201 {
+		t.Fatalf("create check: %d", st)
+	}
+	var issued []int64
+	for i := 0; i < 2; i++ {
+		var req agentgw.CheckRequest
+		if err := json.Unmarshal([]byte(a.next(agentgw.TypeCheckRequest, 6*time.Second)), &req); err != nil {
+			t.Fatal(err)
+		}
+		if req.Config.Metadata.Name != "ping" {
+			t.Fatalf("request for %s", req.Config.Metadata.Name)
+		}
+		issued = append(issued, req.Issued)
+	}
+	if issued[1]-issued[0] != 2 {
+		t.Fatalf("issued times %v are not one interval apart", issued)
+	}
+	grid := events.NextRun("ping", 2*time.Second, time.Unix(issued[0], 0).Add(-time.Nanosecond))
+	if grid.Unix() != issued[0] {
+		t.Fatalf("issued %d is not on the cadence grid (%d)", issued[0], grid.Unix())
+	}
+	select {
+	case f := <-b.frames:
+		if f[0] == agentgw.TypeCheckRequest {
+			t.Fatalf("agent outside the subscription got %s", f[1])
+		}
+	default:
+	}
+	// Ad hoc execution reaches the agent at once.
+	if st := apiDo(t, n, "POST", "/api/core/v2/namespaces/default/checks/ping/execute", `{"check":"ping","subscriptions":["web"]}`); st != 202 {
+		t.Fatalf("execute: %d", st)
+	}
+	b.next(agentgw.TypeCheckRequest, 5*time.Second)
+}
+
+func TestKeepaliveMonitor(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a real etcd member and waits for a keepalive timeout")
+	}
+	n := nodetest.Start(t)
+	a, err := dialAgent(t, n.AgentURL, "quiet1", "default", "agent", nodetest.AgentPassword, nil, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.send(agentgw.TypeKeepalive, keepalive("quiet1", 2))
+	status := func() (uint32, error) {
+		var ev events.Event
+		if st := apiGet(t, n, "/api/core/v2/namespaces/default/events/quiet1/keepalive", &ev); st != 200 {
+			return 0, fmt.Errorf("status %d", st)
+		}
+		return ev.Check.Status, nil
+	}
+	waitStatus := func(want uint32) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for time.Now().Before(deadline) {
+			if s, err := status(); err == nil && s == want {
+				return
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		s, err := status()
+		t.Fatalf("keepalive status %d (%v), want %d", s, err, want)
+	}
+	waitStatus(0)
+	waitStatus(1) // warning after the 2 s warning timeout
+	a.send(agentgw.TypeKeepalive, keepalive("quiet1", 2))
+	waitStatus(0)
+}
