@@ -74,7 +74,7 @@ type Gateway struct {
 	ready atomic.Bool
 
 	mu       sync.Mutex
-	sessions map[string]*session                        // ns/name
+	sessions map[string]*session                         // ns/name
 	bySub    map[string]map[string]map[*session]struct{} // ns → subscription → sessions
 	closed   bool
 	wg       sync.WaitGroup

@@ -117,7 +117,9 @@ func apiGet(t *testing.T, n *nodetest.Node, path string, v any) int {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var tok struct{ AccessToken string `json:"access_token"` }
+	var tok struct {
+		AccessToken string `json:"access_token"`
+	}
 	json.NewDecoder(resp.Body).Decode(&tok)
 	resp.Body.Close()
 	req, _ = http.NewRequest("GET", n.URL+path, nil)
@@ -144,7 +146,9 @@ func apiDo(t *testing.T, n *nodetest.Node, method, path, body string) int {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var tok struct{ AccessToken string `json:"access_token"` }
+	var tok struct {
+		AccessToken string `json:"access_token"`
+	}
 	json.NewDecoder(resp.Body).Decode(&tok)
 	resp.Body.Close()
 	req, _ = http.NewRequest(method, n.URL+path, bytes.NewBufferString(body))

@@ -99,7 +99,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	defer cancel()
 
 	if !a.cfg.DisableAPI {
-		srv, err := a.startAPI()
+		srv, served, err := a.startAPI()
 		if err != nil {
 			return err
 		}
@@ -109,7 +109,10 @@ func (a *Agent) Run(ctx context.Context) error {
 			<-ctx.Done()
 			sctx, c := context.WithTimeout(context.Background(), closeTimeout)
 			defer c()
-			_ = srv.Shutdown(sctx)
+			if srv.Shutdown(sctx) != nil {
+				_ = srv.Close()
+			}
+			<-served
 		}()
 	}
 	for _, c := range a.cfg.Checks {

@@ -23,21 +23,26 @@ const MaxAPIBody = 1 << 20
 var validName = regexp.MustCompile(`^[\w.\-]+$`)
 
 // startAPI listens on api-host:api-port and serves the local agent API in the
-// background; the returned server is shut down by Run.
-func (a *Agent) startAPI() (*http.Server, error) {
+// background; the returned server is shut down by Run, and done is closed once it no
+// longer serves.
+func (a *Agent) startAPI() (srv *http.Server, done <-chan struct{}, err error) {
 	addr := net.JoinHostPort(a.cfg.APIHost, strconv.Itoa(a.cfg.APIPort))
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return nil, fmt.Errorf("agent API on %s: %w; set api-port to a free port or disable-api", addr, err)
+		return nil, nil, fmt.Errorf("agent API on %s: %w; set api-port to a free port or disable-api", addr, err)
 	}
-	srv := &http.Server{Handler: a.apiHandler(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second}
-	go func() { _ = srv.Serve(ln) }()
+	srv = &http.Server{Handler: a.apiHandler(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second}
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		_ = srv.Serve(ln)
+	}()
 	a.log.Info("agent API listening", "address", ln.Addr().String())
 	select {
 	case a.apiAddr <- ln.Addr().String():
 	default:
 	}
-	return srv, nil
+	return srv, served, nil
 }
 
 // apiHandler serves POST /events, GET /healthz and GET /version.

@@ -1,0 +1,130 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/picketmon/picket/events"
+)
+
+func TestClaimRejectsDuplicateStaleAndRunning(t *testing.T) {
+	type step struct {
+		op     string // claim or release
+		check  string
+		issued int64
+		want   error
+	}
+	steps := []step{
+		{"claim", "disk", 100, nil},
+		{"claim", "disk", 200, errRunning}, // still running
+		{"release", "disk", 0, nil},
+		{"claim", "disk", 100, errStale}, // duplicate delivery
+		{"claim", "disk", 50, errStale},  // older than the last run
+		{"claim", "disk", 101, nil},      // newer: runs
+		{"claim", "cpu", 1, nil},         // other checks are independent
+		{"release", "disk", 0, nil},
+		{"release", "cpu", 0, nil},
+		{"claim", "cpu", 1, errStale},
+		{"claim", "cpu", 2, nil},
+	}
+	a := New(Config{Name: "h"})
+	for i, s := range steps {
+		if s.op == "release" {
+			a.release(s.check)
+			continue
+		}
+		if err := a.claim(s.check, s.issued); !errors.Is(err, s.want) {
+			t.Fatalf("step %d: claim(%s, %d) = %v, want %v", i, s.check, s.issued, err, s.want)
+		}
+	}
+}
+
+func runOne(t *testing.T, cfg events.CheckConfig) *events.Event {
+	t.Helper()
+	a := New(Config{Name: "host-1", CacheDir: t.TempDir()})
+	q, err := OpenQueue(t.TempDir(), 10, 1<<20, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.queue = q
+	a.execute(context.Background(), cfg, 42)
+	_, _, b, ok := q.next(0)
+	if !ok {
+		t.Fatal("no event queued")
+	}
+	ev := &events.Event{}
+	if err := json.Unmarshal(b, ev); err != nil {
+		t.Fatal(err)
+	}
+	return ev
+}
+
+func TestExecute(t *testing.T) {
+	tests := []struct {
+		name      string
+		cfg       events.CheckConfig
+		status    uint32
+		output    string // prefix
+		outputHas string
+		maxOutLen int
+	}{
+		{name: "status and output", cfg: events.CheckConfig{Command: "echo WARN; exit 1"}, status: 1, output: "WARN\n"},
+		{name: "stderr too", cfg: events.CheckConfig{Command: "echo out; echo err >&2; exit 2"}, status: 2, output: "out\nerr\n"},
+		{name: "env vars", cfg: events.CheckConfig{Command: `echo "$A-$B"`, EnvVars: []string{"A=1", "B=2"}}, output: "1-2\n"},
+		{name: "stdin gets the event", cfg: events.CheckConfig{Command: "cat", Stdin: true}, outputHas: `"name":"host-1"`},
+		{name: "no stdin by default", cfg: events.CheckConfig{Command: "cat"}, output: ""},
+		{name: "timeout kills", cfg: events.CheckConfig{Command: "sleep 30", Timeout: 1}, status: uint32(events.StatusTimedOut), output: events.TimeoutOutput},
+		{name: "max output size", cfg: events.CheckConfig{Command: "head -c 10000 /dev/zero | tr '\\0' x", MaxOutputSize: 100}, maxOutLen: 100, output: "xxxx"},
+		{name: "discard output", cfg: events.CheckConfig{Command: "echo secret; exit 2", DiscardOutput: true}, status: 2, output: ""},
+		{name: "command not found", cfg: events.CheckConfig{Command: "/nonexistent/plugin"}, status: 127},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tt.cfg.Metadata.Name = "chk"
+			ev := runOne(t, tt.cfg)
+			c := ev.Check
+			if c.Status != tt.status {
+				t.Errorf("status = %d, want %d (output %q)", c.Status, tt.status, c.Output)
+			}
+			if !strings.HasPrefix(c.Output, tt.output) || (tt.output == "" && tt.outputHas == "" && tt.status != 127 && c.Output != "") {
+				t.Errorf("output = %q, want prefix %q", c.Output, tt.output)
+			}
+			if tt.outputHas != "" && !strings.Contains(c.Output, tt.outputHas) {
+				t.Errorf("output = %q, want it to contain %q", c.Output, tt.outputHas)
+			}
+			if tt.maxOutLen > 0 && len(c.Output) > tt.maxOutLen {
+				t.Errorf("output is %d bytes, more than %d", len(c.Output), tt.maxOutLen)
+			}
+			if c.Issued != 42 || c.Executed == 0 || c.Metadata.Namespace != "default" || ev.ID == "" || ev.Entity.Metadata.Name != "host-1" {
+				t.Errorf("event = id %q issued %d executed %d ns %q entity %q", ev.ID, c.Issued, c.Executed, c.Metadata.Namespace, ev.Entity.Metadata.Name)
+			}
+		})
+	}
+}
+
+func TestStandaloneCheckRunsOnItsGrid(t *testing.T) {
+	cfg := events.CheckConfig{Command: "echo standalone", Interval: 1}
+	cfg.Metadata.Name = "local"
+	fb := newFakeBackend(t, false)
+	startAgent(t, Config{BackendURLs: []string{fb.url()}, Checks: []events.CheckConfig{cfg}})
+	var issued []int64
+	for len(issued) < 2 {
+		ev := fb.next("event")
+		if ev.Check.Metadata.Name != "local" || ev.Check.Output != "standalone\n" {
+			t.Fatalf("event %+v", ev.Check)
+		}
+		issued = append(issued, ev.Check.Issued)
+	}
+	if issued[1] <= issued[0] {
+		t.Fatalf("issued times %v do not advance", issued)
+	}
+	// Issued is a grid time of agentname:checkname.
+	grid := events.NextRun(events.AgentCheckKey("host-1", "local"), time.Second, time.Unix(issued[0], 0))
+	if grid.Unix() != issued[0] {
+		t.Fatalf("issued %d is not on the grid (next grid time %v)", issued[0], grid)
+	}
+}
