@@ -48,6 +48,7 @@ func init() {
 		"get":     {"show one resource", runGet},
 		"delete":  {"delete one resource", runDelete},
 		"version": {"print the version, commit and build date", runVersion},
+		"bench":   {"measure a backend with simulated agents and load", runBench},
 	}
 }
 

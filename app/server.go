@@ -87,6 +87,7 @@ func runServer(ctx context.Context, env *Env, args []string) error {
 		return err
 	}
 	log := newLogger(env.Stderr, cfg.LogLevel)
+	raiseFileLimit() // every agent session holds a socket
 	if cfg.ConfigFile != "" {
 		log.Info("configuration loaded", "file", cfg.ConfigFile)
 	}

@@ -1,0 +1,400 @@
+package app
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/picketmon/picket/agentgw"
+	"github.com/picketmon/picket/events"
+)
+
+const benchDescription = `Simulates agents speaking the real agent protocol from one process, to measure a
+backend: how fast agents connect, how many events per second it accepts (acknowledged,
+so persisted), the latency from send to acknowledgement, and the server's memory per
+connected agent (read from the server's /metrics before and after connecting).
+
+Modes:
+  agents   N simulated agents with keepalives and an optional event rate
+
+Examples:
+  picket bench agents --agents 1000 --password "$AGENT_PASSWORD"
+  picket bench agents --agents 20000 --duration 60s --event-rate 2000 \
+    --backend-url ws://127.0.0.1:8081 --api-url http://127.0.0.1:8080`
+
+type benchConfig struct {
+	backendURL, apiURL, user, password, namespace, prefix string
+	agents, connectRate                                   int
+	eventRate                                             float64
+	keepalive, duration                                   time.Duration
+	sources                                               int
+}
+
+func runBench(ctx context.Context, env *Env, args []string) error {
+	if len(args) == 0 || args[0] != "agents" {
+		if len(args) > 0 && (args[0] == "--help" || args[0] == "-h") {
+			fmt.Fprintf(env.Stdout, "Usage: picket bench agents [flags]\n\n%s\n", benchDescription)
+			return nil
+		}
+		return usageErrorf("say what to bench: 'picket bench agents' (see 'picket bench --help')")
+	}
+	fs := newModeFlags("bench agents", "bench agents [flags]", benchDescription, env)
+	var c benchConfig
+	fs.StringVar(&c.backendURL, "backend-url", "ws://127.0.0.1:8081", "agent gateway URL")
+	fs.StringVar(&c.apiURL, "api-url", "http://127.0.0.1:8080", "API URL, for the server's memory from /metrics (empty to skip)")
+	fs.StringVar(&c.user, "user", "agent", "agent user")
+	fs.StringVar(&c.password, "password", "", "agent password (default: $PICKET_AGENT_PASSWORD)")
+	fs.StringVar(&c.namespace, "namespace", "default", "namespace of the simulated agents")
+	fs.StringVar(&c.prefix, "name-prefix", "bench-", "prefix of the simulated agents' names")
+	fs.IntVar(&c.agents, "agents", 100, "how many agents to simulate")
+	fs.IntVar(&c.connectRate, "connect-rate", 2000, "new connections per second")
+	fs.Float64Var(&c.eventRate, "event-rate", 0, "check results per second across all agents, each acknowledged (0: keepalives only)")
+	fs.DurationVar(&c.keepalive, "keepalive-interval", 20*time.Second, "keepalive interval of each agent")
+	fs.DurationVar(&c.duration, "duration", 30*time.Second, "how long to hold the agents after they connected")
+	fs.IntVar(&c.sources, "source-addresses", 8, "loopback source addresses to spread connections over (127.0.0.10…), for more than ~28,000 ports")
+	if err := parseModeFlags(fs, args[1:]); err != nil {
+		return err
+	}
+	if c.password == "" {
+		c.password = env.Getenv("PICKET_AGENT_PASSWORD")
+	}
+	if c.password == "" {
+		return usageErrorf("--password is required (or set PICKET_AGENT_PASSWORD)")
+	}
+	if c.agents < 1 || c.connectRate < 1 {
+		return usageErrorf("--agents and --connect-rate must be at least 1")
+	}
+	raiseFileLimit()
+	return benchAgents(ctx, env, c)
+}
+
+// raiseFileLimit lifts the soft (and, for root, the hard) open-file limit, since every
+// simulated agent holds a socket.
+func raiseFileLimit() {
+	var l syscall.Rlimit
+	if syscall.Getrlimit(syscall.RLIMIT_NOFILE, &l) != nil {
+		return
+	}
+	want := uint64(1 << 20)
+	if l.Max < want {
+		nl := syscall.Rlimit{Cur: want, Max: want}
+		if syscall.Setrlimit(syscall.RLIMIT_NOFILE, &nl) == nil {
+			return
+		}
+	}
+	l.Cur = l.Max
+	_ = syscall.Setrlimit(syscall.RLIMIT_NOFILE, &l)
+}
+
+// latencies collects durations for percentiles.
+type latencies struct {
+	mu sync.Mutex
+	d  []time.Duration
+}
+
+func (l *latencies) add(d time.Duration) {
+	l.mu.Lock()
+	l.d = append(l.d, d)
+	l.mu.Unlock()
+}
+
+func (l *latencies) pct(p float64) time.Duration {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.d) == 0 {
+		return 0
+	}
+	sort.Slice(l.d, func(i, j int) bool { return l.d[i] < l.d[j] })
+	return l.d[int(float64(len(l.d)-1)*p)]
+}
+
+func (l *latencies) count() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.d)
+}
+
+type benchAgent struct {
+	name    string
+	conn    *websocket.Conn
+	mu      sync.Mutex
+	pending map[string]time.Time
+}
+
+func benchAgents(ctx context.Context, env *Env, c benchConfig) error {
+	memBefore, memErr := serverMemory(c.apiURL)
+	fmt.Fprintf(env.Stdout, "picket bench agents: %d agents → %s, connect rate %d/s, keepalive %s, event rate %.0f/s, hold %s\n",
+		c.agents, c.backendURL, c.connectRate, c.keepalive, c.eventRate, c.duration)
+
+	auth := "Basic " + base64.StdEncoding.EncodeToString([]byte(c.user+":"+c.password))
+	var handshake, ackLat latencies
+	var connected, failed, acked, sent atomic.Int64
+	var firstErr atomic.Value
+	agents := make([]*benchAgent, c.agents)
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	var wg sync.WaitGroup
+
+	clients := make([]*http.Client, c.sources)
+	for i := range clients {
+		src := &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(10+i))}
+		clients[i] = &http.Client{Transport: &http.Transport{DialContext: (&net.Dialer{LocalAddr: src, Timeout: 15 * time.Second}).DialContext}}
+	}
+
+	start := time.Now()
+	tick := time.NewTicker(time.Second / time.Duration(c.connectRate))
+	lastReport := time.Now()
+	for i := 0; i < c.agents; i++ {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-tick.C:
+		}
+		a := &benchAgent{name: fmt.Sprintf("%s%05d", c.prefix, i), pending: map[string]time.Time{}}
+		agents[i] = a
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			h := http.Header{}
+			h.Set(agentgw.HeaderAgentName, a.name)
+			h.Set(agentgw.HeaderNamespace, c.namespace)
+			h.Set(agentgw.HeaderSubscriptions, "bench")
+			h.Set(agentgw.HeaderUser, c.user)
+			h.Set("Authorization", auth)
+			h.Set(agentgw.AckHeader, "1")
+			dctx, cancel := context.WithTimeout(runCtx, 30*time.Second)
+			t0 := time.Now()
+			conn, _, err := websocket.Dial(dctx, c.backendURL, &websocket.DialOptions{HTTPHeader: h, HTTPClient: clients[i%len(clients)]})
+			cancel()
+			if err != nil {
+				failed.Add(1)
+				firstErr.CompareAndSwap(nil, err.Error())
+				return
+			}
+			handshake.add(time.Since(t0))
+			connected.Add(1)
+			a.conn = conn
+			benchSession(runCtx, a, c, &acked, &ackLat)
+		}(i)
+		if time.Since(lastReport) > 5*time.Second {
+			lastReport = time.Now()
+			fmt.Fprintf(env.Stdout, "  … %d connected, %d failed after %s\n", connected.Load(), failed.Load(), time.Since(start).Round(time.Second))
+		}
+	}
+	tick.Stop()
+	for connected.Load()+failed.Load() < int64(c.agents) && time.Since(start) < 5*time.Minute {
+		time.Sleep(50 * time.Millisecond)
+	}
+	connectTime := time.Since(start)
+	fmt.Fprintf(env.Stdout, "connected %d of %d agents in %s (handshake p50 %s, p99 %s); %d failed\n",
+		connected.Load(), c.agents, connectTime.Round(time.Millisecond), handshake.pct(0.5).Round(time.Microsecond), handshake.pct(0.99).Round(time.Microsecond), failed.Load())
+	if e, ok := firstErr.Load().(string); ok {
+		fmt.Fprintf(env.Stdout, "first connect error: %s\n", e)
+	}
+
+	// Hold: keepalives run in each session; check results at the event rate.
+	holdStart := time.Now()
+	ackedBefore := acked.Load()
+	if c.eventRate > 0 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			benchEvents(runCtx, agents, c, &sent)
+		}()
+	}
+	hold := time.NewTimer(c.duration)
+	select {
+	case <-ctx.Done():
+	case <-hold.C:
+	}
+	held := time.Since(holdStart)
+	ackedN := acked.Load() - ackedBefore
+	memAfter, memErr2 := serverMemory(c.apiURL)
+	stop()
+	for _, a := range agents {
+		if a != nil && a.conn != nil {
+			_ = a.conn.Close(websocket.StatusNormalClosure, "bench done")
+		}
+	}
+	wg.Wait()
+
+	fmt.Fprintf(env.Stdout, "held %d agents for %s\n", connected.Load(), held.Round(time.Millisecond))
+	if c.eventRate > 0 {
+		fmt.Fprintf(env.Stdout, "events: sent %d, acknowledged %d = %.0f/s; send→ack latency p50 %s, p99 %s, max %s\n",
+			sent.Load(), ackedN, float64(ackedN)/held.Seconds(),
+			ackLat.pct(0.5).Round(time.Microsecond), ackLat.pct(0.99).Round(time.Microsecond), ackLat.pct(1).Round(time.Microsecond))
+	}
+	if memErr == nil && memErr2 == nil && connected.Load() > 0 {
+		per := float64(memAfter-memBefore) / float64(connected.Load())
+		fmt.Fprintf(env.Stdout, "server memory (RSS): %.1f MiB before, %.1f MiB with agents: %.1f KB per agent\n",
+			float64(memBefore)/(1<<20), float64(memAfter)/(1<<20), per/1024)
+	} else if c.apiURL != "" {
+		fmt.Fprintf(env.Stdout, "server memory: not measured (%v)\n", errors.Join(memErr, memErr2))
+	}
+	if connected.Load() == 0 {
+		return errors.New("no agent connected")
+	}
+	return nil
+}
+
+// benchSession keeps one agent alive: it reads (acks, requests), answers pings and
+// sends keepalives on the interval, with a random phase so they spread evenly.
+func benchSession(ctx context.Context, a *benchAgent, c benchConfig, acked *atomic.Int64, lat *latencies) {
+	a.conn.SetReadLimit(agentgw.MaxFrameSize)
+	go func() {
+		for {
+			_, b, err := a.conn.Read(ctx)
+			if err != nil {
+				return
+			}
+			typ, payload, err := agentgw.Decode(b)
+			if err != nil || typ != agentgw.TypeAck {
+				continue
+			}
+			var ack agentgw.Ack
+			if json.Unmarshal(payload, &ack) != nil {
+				continue
+			}
+			a.mu.Lock()
+			t0, ok := a.pending[ack.ID]
+			delete(a.pending, ack.ID)
+			a.mu.Unlock()
+			if ok {
+				lat.add(time.Since(t0))
+				acked.Add(1)
+			}
+		}
+	}()
+	ka := benchKeepalive(a.name, c)
+	payload, _ := json.Marshal(ka)
+	frame := agentgw.Encode(agentgw.TypeKeepalive, payload)
+	_ = a.conn.Write(ctx, websocket.MessageBinary, frame)
+	phase := time.Duration(randUint64() % uint64(c.keepalive))
+	t := time.NewTimer(phase)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := a.conn.Write(ctx, websocket.MessageBinary, frame); err != nil {
+				return
+			}
+			t.Reset(c.keepalive)
+		}
+	}
+}
+
+func benchKeepalive(name string, c benchConfig) *events.Event {
+	ent := &events.Entity{EntityClass: "agent", Subscriptions: []string{"bench", "entity:" + name}}
+	ent.Metadata = events.ObjectMeta{Name: name, Namespace: c.namespace}
+	ent.System.Hostname, ent.System.OS, ent.System.Arch = name, "linux", "amd64"
+	chk := &events.Check{}
+	chk.Metadata.Name = "keepalive"
+	chk.Interval, chk.Timeout = int64(c.keepalive/time.Second), 120
+	return &events.Event{Entity: ent, Check: chk}
+}
+
+// benchEvents sends check results round-robin across the agents at the event rate.
+func benchEvents(ctx context.Context, agents []*benchAgent, c benchConfig, sent *atomic.Int64) {
+	var live []*benchAgent
+	for _, a := range agents {
+		if a != nil && a.conn != nil {
+			live = append(live, a)
+		}
+	}
+	if len(live) == 0 {
+		return
+	}
+	// Send in batches every 10 ms so high rates need no per-event timer.
+	const step = 10 * time.Millisecond
+	perStep := c.eventRate * step.Seconds()
+	t := time.NewTicker(step)
+	defer t.Stop()
+	debt := 0.0
+	i := 0
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		debt += perStep
+		for ; debt >= 1; debt-- {
+			a := live[i%len(live)]
+			i++
+			ev := benchKeepalive(a.name, c)
+			ev.Check.Metadata.Name = "bench-check-" + strconv.Itoa(i%10)
+			ev.Check.Status = uint32(i % 3)
+			ev.Check.Output = "bench output " + strconv.Itoa(i)
+			ev.Check.Executed = time.Now().Unix()
+			ev.ID = hex.EncodeToString(randBytes(16))
+			payload, _ := json.Marshal(ev)
+			a.mu.Lock()
+			a.pending[ev.ID] = time.Now()
+			a.mu.Unlock()
+			sent.Add(1)
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				_ = a.conn.Write(ctx, websocket.MessageBinary, agentgw.Encode(agentgw.TypeEvent, payload))
+			}()
+		}
+	}
+}
+
+// serverMemory reads process_resident_memory_bytes from the server's /metrics.
+func serverMemory(apiURL string) (int64, error) {
+	if apiURL == "" {
+		return 0, errors.New("no --api-url")
+	}
+	resp, err := http.Get(strings.TrimRight(apiURL, "/") + "/metrics")
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "process_resident_memory_bytes "); ok {
+			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			return int64(f), err
+		}
+	}
+	return 0, fmt.Errorf("no process_resident_memory_bytes in %s/metrics", apiURL)
+}
+
+func randBytes(n int) []byte {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return b
+}
+
+func randUint64() uint64 {
+	b := randBytes(8)
+	var v uint64
+	for _, x := range b {
+		v = v<<8 | uint64(x)
+	}
+	return v
+}
+
+
