@@ -145,15 +145,10 @@ func (n *Node) handleKeepalive(ctx context.Context, ev *events.Event, now time.T
 	}
 	recVal, _ := json.Marshal(rec)
 	kev := keepaliveEvent(ent, chk, 0, fmt.Sprintf("Keepalive last sent from %s at %s", name, now.UTC().Format(time.RFC3339)), now)
-	evKey, evVal, err := n.nextEventState(ctx, kev, now)
-	if err != nil {
-		return err
-	}
-	_, err = n.client.Txn(ctx).Then(
+	err = n.writeEvent(ctx, kev, now,
 		clientv3.OpPut(entityKey(ns, name), string(entVal)),
 		clientv3.OpPut(keepaliveKey(ns, name), string(recVal)),
-		clientv3.OpPut(evKey, string(evVal)),
-	).Commit()
+	)
 	if err != nil {
 		return fmt.Errorf("store keepalive of %s/%s: %w", ns, name, err)
 	}
@@ -219,16 +214,24 @@ func (n *Node) handleResult(ctx context.Context, ev *events.Event, now time.Time
 	} else if ev.Entity.EntityClass == "" {
 		ev.Entity.EntityClass = events.EntityAgent
 	}
+	if ev.Check.Ttl > 0 && ev.Check.Metadata.Name != "keepalive" {
+		if ev.Check.Executed == 0 {
+			ev.Check.Executed = now.Unix()
+		}
+		rec, _ := json.Marshal(ttlRecord{Executed: ev.Check.Executed, TTL: ev.Check.Ttl})
+		ops = append(ops, clientv3.OpPut(ttlKey(ns, ev.Entity.Metadata.Name, ev.Check.Metadata.Name), string(rec)))
+	}
+	ops = append(ops, extra...)
+	if cmp == nil {
+		// Agent results go through the in-memory state and the grouped writer.
+		return n.writeEvent(ctx, ev, now, ops...)
+	}
+	// Fenced writes of the monitors read the stored state and commit on their own.
 	key, val, err := n.nextEventState(ctx, ev, now)
 	if err != nil {
 		return err
 	}
 	ops = append(ops, clientv3.OpPut(key, string(val)))
-	if ev.Check.Ttl > 0 && ev.Check.Metadata.Name != "keepalive" {
-		rec, _ := json.Marshal(ttlRecord{Executed: ev.Check.Executed, TTL: ev.Check.Ttl})
-		ops = append(ops, clientv3.OpPut(ttlKey(ns, ev.Entity.Metadata.Name, ev.Check.Metadata.Name), string(rec)))
-	}
-	ops = append(ops, extra...)
 	resp, err := n.client.Txn(ctx).If(cmp...).Then(ops...).Commit()
 	if err != nil {
 		return fmt.Errorf("store event %s: %w", key, err)

@@ -56,6 +56,8 @@ type Node struct {
 	httpSrv *http.Server
 	apiURL  string
 
+	batch    *etcdx.Batcher
+	states   *stateCache
 	gateway  *agentgw.Gateway
 	agentSrv *http.Server
 	agentURL string
@@ -158,6 +160,14 @@ func (n *Node) Start(ctx context.Context) (err error) {
 		return fmt.Errorf("connect to etcd %v: %w", clientCfg.Endpoints, err)
 	}
 	n.store = etcdx.NewStore(n.client)
+	// Grouped event writes: embedded members accept 1024 operations per transaction,
+	// an external etcd keeps its default of 128.
+	maxOps := 128
+	if n.cfg.Embed != nil {
+		maxOps = 1000
+	}
+	n.batch = etcdx.NewBatcher(n.client, 4, maxOps, 5*time.Millisecond)
+	n.states = newStateCache(200_000)
 
 	auth, err := api.NewAuth(ctx, n.store, n.cfg.AccessTokenTTL, n.cfg.RefreshTokenTTL)
 	if err != nil {
@@ -220,6 +230,7 @@ func (n *Node) startGateway(ln net.Listener) {
 			EntityConfig:    n.entityConfig,
 			HandleEvent:     n.handleAgentEvent,
 		},
+		MaxSessions: maxAgentSessions(),
 	})
 	n.registerGatewayMetrics()
 	n.agentSrv = &http.Server{
@@ -316,6 +327,9 @@ func (n *Node) Close(ctx context.Context) error {
 			}
 			_ = n.agentSrv.Close()
 		}
+		if n.batch != nil {
+			n.batch.Close() // commits what the closed sessions handed over
+		}
 		if n.httpSrv != nil {
 			if err := n.httpSrv.Shutdown(ctx); err != nil {
 				errs = append(errs, fmt.Errorf("stop api: %w", err))
@@ -334,4 +348,18 @@ func (n *Node) Close(ctx context.Context) error {
 		n.closeErr = errors.Join(errs...)
 	})
 	return n.closeErr
+}
+
+// maxAgentSessions leaves room under the open-file limit for etcd, the API and clients:
+// an agent session holds one socket.
+func maxAgentSessions() int {
+	var l syscall.Rlimit
+	if syscall.Getrlimit(syscall.RLIMIT_NOFILE, &l) != nil || l.Cur > 1<<30 {
+		return 0
+	}
+	reserve := uint64(1024)
+	if l.Cur <= 2*reserve {
+		return int(l.Cur / 2)
+	}
+	return int(l.Cur - reserve)
 }

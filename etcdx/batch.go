@@ -1,0 +1,233 @@
+package etcdx
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// CondPut is one write of a grouped commit: put Value at Key if the key's mod revision
+// is still ModRev (0: the key must not exist; -1: unconditional). Other writes of the
+// same group commit regardless of this one's condition.
+type CondPut struct {
+	Key    string
+	Value  []byte
+	ModRev int64
+	// Extra are unconditional puts committed with this write (and only with it).
+	Extra []clientv3.Op
+}
+
+// CondResult is the outcome of one CondPut.
+type CondResult struct {
+	// Written is false when the condition failed; Current then holds the key's value
+	// and mod revision as they are (Current.ModRevision 0: the key does not exist).
+	Written bool
+	// Rev is the mod revision of the write when Written.
+	Rev     int64
+	Current KV
+}
+
+// BatchStats are a Batcher's counters.
+type BatchStats struct {
+	Commits, Writes int64
+}
+
+// Batcher groups many concurrent writes into few etcd transactions, so the cost per
+// write is far below one raft round trip. Each write is a nested transaction whose
+// condition is checked on its own, so writers keep compare-and-swap semantics: no
+// write silently overwrites a value its writer did not read. A write returns only
+// after its transaction committed.
+type Batcher struct {
+	c        *clientv3.Client
+	maxOps   int
+	maxDelay time.Duration
+	in       chan *batchReq
+	wg       sync.WaitGroup
+	stop     chan struct{}
+	once     sync.Once
+
+	mu    sync.Mutex
+	stats BatchStats
+}
+
+type batchReq struct {
+	put  CondPut
+	done chan batchDone
+}
+
+type batchDone struct {
+	res CondResult
+	err error
+}
+
+// NewBatcher starts workers committers that each gather up to maxOps etcd operations
+// (the server's max-txn-ops; etcd's default is 128) or wait at most maxDelay for more.
+func NewBatcher(c *clientv3.Client, workers, maxOps int, maxDelay time.Duration) *Batcher {
+	if workers < 1 {
+		workers = 1
+	}
+	if maxOps < 4 {
+		maxOps = 4
+	}
+	b := &Batcher{c: c, maxOps: maxOps, maxDelay: maxDelay, in: make(chan *batchReq, 4*maxOps), stop: make(chan struct{})}
+	for i := 0; i < workers; i++ {
+		b.wg.Add(1)
+		go b.loop()
+	}
+	return b
+}
+
+// ErrBatcherClosed is returned for writes submitted after Close.
+var ErrBatcherClosed = errors.New("batcher closed")
+
+// Put submits one conditional write and waits until it committed or failed.
+func (b *Batcher) Put(ctx context.Context, p CondPut) (CondResult, error) {
+	r := &batchReq{put: p, done: make(chan batchDone, 1)}
+	select {
+	case b.in <- r:
+	case <-b.stop:
+		return CondResult{}, ErrBatcherClosed
+	case <-ctx.Done():
+		return CondResult{}, ctx.Err()
+	}
+	// Once queued the write may commit; wait for the outcome even if ctx ends, so a
+	// caller never reports a write as failed that was in fact stored.
+	d := <-r.done
+	return d.res, d.err
+}
+
+// Stats returns how many transactions and writes were committed.
+func (b *Batcher) Stats() BatchStats {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.stats
+}
+
+// Close stops the workers after the queued writes are committed.
+func (b *Batcher) Close() {
+	b.once.Do(func() { close(b.stop) })
+	b.wg.Wait()
+}
+
+func opsOf(p CondPut) int { return 2 + len(p.Extra) }
+
+// keysOf lists every key a write touches; etcd refuses a transaction that writes one
+// key twice.
+func keysOf(p CondPut) []string {
+	keys := []string{p.Key}
+	for _, op := range p.Extra {
+		keys = append(keys, string(op.KeyBytes()))
+	}
+	return keys
+}
+
+func overlaps(seen map[string]bool, keys []string) bool {
+	for _, k := range keys {
+		if seen[k] {
+			return true
+		}
+	}
+	return false
+}
+
+func (b *Batcher) loop() {
+	defer b.wg.Done()
+	for {
+		var first *batchReq
+		select {
+		case first = <-b.in:
+		case <-b.stop:
+			// Drain what was queued before Close.
+			for {
+				select {
+				case r := <-b.in:
+					b.commit([]*batchReq{r})
+				default:
+					return
+				}
+			}
+		}
+		batch := []*batchReq{first}
+		keys := map[string]bool{}
+		for _, k := range keysOf(first.put) {
+			keys[k] = true
+		}
+		ops := opsOf(first.put)
+		timer := time.NewTimer(b.maxDelay)
+	gather:
+		for ops < b.maxOps {
+			select {
+			case r := <-b.in:
+				rk := keysOf(r.put)
+				if overlaps(keys, rk) || ops+opsOf(r.put) > b.maxOps {
+					// The same key twice in one transaction is refused by etcd: commit
+					// what we have, then this one.
+					b.commit(batch)
+					batch, keys, ops = nil, map[string]bool{}, 0
+				}
+				batch = append(batch, r)
+				for _, k := range rk {
+					keys[k] = true
+				}
+				ops += opsOf(r.put)
+			case <-timer.C:
+				break gather
+			}
+		}
+		timer.Stop()
+		b.commit(batch)
+	}
+}
+
+func (b *Batcher) commit(batch []*batchReq) {
+	if len(batch) == 0 {
+		return
+	}
+	ops := make([]clientv3.Op, 0, len(batch))
+	for _, r := range batch {
+		p := r.put
+		then := append([]clientv3.Op{clientv3.OpPut(p.Key, string(p.Value))}, p.Extra...)
+		if p.ModRev < 0 {
+			ops = append(ops, clientv3.OpTxn(nil, then, nil))
+			continue
+		}
+		ops = append(ops, clientv3.OpTxn(
+			[]clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(p.Key), "=", p.ModRev)},
+			then,
+			[]clientv3.Op{clientv3.OpGet(p.Key)},
+		))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	resp, err := b.c.Txn(ctx).Then(ops...).Commit()
+	cancel()
+	if err != nil {
+		err = fmt.Errorf("grouped commit of %d writes: %w", len(batch), err)
+		for _, r := range batch {
+			r.done <- batchDone{err: err}
+		}
+		return
+	}
+	b.mu.Lock()
+	b.stats.Commits++
+	b.stats.Writes += int64(len(batch))
+	b.mu.Unlock()
+	rev := resp.Header.Revision
+	for i, r := range batch {
+		tr := resp.Responses[i].GetResponseTxn()
+		if tr.GetSucceeded() {
+			r.done <- batchDone{res: CondResult{Written: true, Rev: rev}}
+			continue
+		}
+		cur := KV{Key: r.put.Key}
+		if rr := tr.GetResponses(); len(rr) > 0 {
+			if kvs := rr[0].GetResponseRange().GetKvs(); len(kvs) > 0 {
+				cur = kvFrom(kvs[0])
+			}
+		}
+		r.done <- batchDone{res: CondResult{Current: cur}}
+	}
+}

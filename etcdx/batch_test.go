@@ -1,0 +1,88 @@
+package etcdx_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/picketmon/picket/etcdx"
+)
+
+func TestBatcherGroupsAndKeepsCAS(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs the shared etcd member")
+	}
+	cli := sharedStore.Client()
+	b := etcdx.NewBatcher(cli, 2, 200, 5*time.Millisecond)
+	defer b.Close()
+	ctx := context.Background()
+	prefix := etcdx.Key("batchtest", t.Name())
+	t.Cleanup(func() { cli.Delete(context.Background(), prefix+"/", clientv3.WithPrefix()) })
+
+	// 500 concurrent creates of distinct keys, each with an extra put: all land, in far
+	// fewer transactions than writes.
+	var wg sync.WaitGroup
+	errs := make(chan error, 500)
+	for i := 0; i < 500; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			k := fmt.Sprintf("%s/k%03d", prefix, i)
+			res, err := b.Put(ctx, etcdx.CondPut{Key: k, Value: []byte("v"), ModRev: 0,
+				Extra: []clientv3.Op{clientv3.OpPut(k+"-extra", "x")}})
+			if err == nil && !res.Written {
+				err = fmt.Errorf("%s not written", k)
+			}
+			errs <- err
+		}(i)
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	st := b.Stats()
+	if st.Writes != 500 || st.Commits >= 500 {
+		t.Fatalf("stats %+v: want 500 writes in fewer commits", st)
+	}
+	t.Logf("500 writes in %d transactions", st.Commits)
+	resp, _ := cli.Get(ctx, prefix+"/", clientv3.WithPrefix(), clientv3.WithCountOnly())
+	if resp.Count != 1000 {
+		t.Fatalf("%d keys stored, want 1000", resp.Count)
+	}
+
+	// A stale revision is refused and the current value returned; the extra put of a
+	// refused write is not applied.
+	k := prefix + "/k000"
+	cur, _ := cli.Get(ctx, k)
+	rev := cur.Kvs[0].ModRevision
+	if res, err := b.Put(ctx, etcdx.CondPut{Key: k, Value: []byte("new"), ModRev: rev}); err != nil || !res.Written {
+		t.Fatalf("CAS with the current revision: %+v %v", res, err)
+	}
+	res, err := b.Put(ctx, etcdx.CondPut{Key: k, Value: []byte("stale"), ModRev: rev,
+		Extra: []clientv3.Op{clientv3.OpPut(prefix+"/must-not-exist", "x")}})
+	if err != nil || res.Written || string(res.Current.Value) != "new" {
+		t.Fatalf("stale CAS: %+v %v", res, err)
+	}
+	if g, _ := cli.Get(ctx, prefix+"/must-not-exist"); len(g.Kvs) != 0 {
+		t.Fatal("extra put of a refused write was applied")
+	}
+	// The same key twice concurrently: both are committed, in separate transactions.
+	var w2 sync.WaitGroup
+	for i := 0; i < 2; i++ {
+		w2.Add(1)
+		go func() {
+			defer w2.Done()
+			if _, err := b.Put(ctx, etcdx.CondPut{Key: prefix + "/dup", Value: []byte("d"), ModRev: -1}); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	w2.Wait()
+}

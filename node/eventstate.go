@@ -1,0 +1,110 @@
+package node
+
+import (
+	"container/list"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/picketmon/picket/etcdx"
+	"github.com/picketmon/picket/events"
+)
+
+// stateCache keeps the latest stored event of recently seen entity/check pairs in
+// memory, so computing a result's state (history, occurrences, flapping) needs no etcd
+// read. Entries are read through from etcd on a miss and carry the mod revision they
+// were stored at; writes compare it, so a write by another server or a monitor is
+// noticed, re-read and never overwritten blindly.
+type stateCache struct {
+	mu  sync.Mutex
+	max int
+	m   map[string]*list.Element
+	lru *list.List
+}
+
+type stateEntry struct {
+	key string
+	// mu serialises state computation and the write for one key, so two results of the
+	// same check never race on the same previous state.
+	mu     sync.Mutex
+	loaded bool
+	ev     *events.Event
+	rev    int64
+}
+
+func newStateCache(max int) *stateCache {
+	return &stateCache{max: max, m: map[string]*list.Element{}, lru: list.New()}
+}
+
+func (c *stateCache) entry(key string) *stateEntry {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if el, ok := c.m[key]; ok {
+		c.lru.MoveToFront(el)
+		return el.Value.(*stateEntry)
+	}
+	e := &stateEntry{key: key}
+	c.m[key] = c.lru.PushFront(e)
+	for c.lru.Len() > c.max {
+		old := c.lru.Back()
+		c.lru.Remove(old)
+		delete(c.m, old.Value.(*stateEntry).key)
+	}
+	return e
+}
+
+func (c *stateCache) len() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.lru.Len()
+}
+
+// writeEvent computes ev's state from the previous event of its entity and check and
+// stores it through the grouped writer, with extra puts committed alongside. It
+// returns once the write is committed.
+func (n *Node) writeEvent(ctx context.Context, ev *events.Event, now time.Time, extra ...clientv3.Op) error {
+	ns := ev.Entity.Metadata.Namespace
+	key := eventKey(ns, ev.Entity.Metadata.Name, ev.Check.Metadata.Name)
+	ev.Check.Metadata.Namespace = ns
+	e := n.states.entry(key)
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if !e.loaded {
+		prev, rev, err := etcdx.GetJSON[*events.Event](ctx, n.store, key)
+		if err != nil && !errors.Is(err, etcdx.ErrNotFound) {
+			return err
+		}
+		e.ev, e.rev, e.loaded = prev, rev, true
+	}
+	for attempt := 0; attempt < 8; attempt++ {
+		events.UpdateEventState(e.ev, ev, now)
+		val, err := json.Marshal(ev)
+		if err != nil {
+			return err
+		}
+		res, err := n.batch.Put(ctx, etcdx.CondPut{Key: key, Value: val, ModRev: e.rev, Extra: extra})
+		if err != nil {
+			e.loaded = false // the outcome is unknown: read through next time
+			return err
+		}
+		if res.Written {
+			e.ev, e.rev = ev, res.Rev
+			return nil
+		}
+		// Someone else wrote the event since we read it: take theirs and recompute.
+		e.ev, e.rev = nil, res.Current.ModRevision
+		if res.Current.ModRevision != 0 {
+			prev := &events.Event{}
+			if err := json.Unmarshal(res.Current.Value, prev); err != nil {
+				return fmt.Errorf("stored event %s: %w", key, err)
+			}
+			e.ev = prev
+		}
+	}
+	return fmt.Errorf("store event %s: %w", key, etcdx.ErrConflict)
+}
