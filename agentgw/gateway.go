@@ -52,6 +52,10 @@ type Config struct {
 	SendQueue int
 	// ReadLimit is the largest frame accepted (default MaxFrameSize).
 	ReadLimit int64
+	// MaxSessions caps connected agents (0: no cap). Past it, handshakes get 429 so
+	// agents back off and try another server, instead of the process running out of
+	// file descriptors and failing as a whole.
+	MaxSessions int
 }
 
 // Stats are the gateway's counters, for /metrics.
@@ -167,6 +171,16 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		g.log.Info("agent rejected: unknown namespace", "agent", name, "namespace", ns)
 		g.reject(w, http.StatusNotFound, "namespace %q does not exist", ns)
 		return
+	}
+	if max := g.cfg.MaxSessions; max > 0 {
+		g.mu.Lock()
+		full := len(g.sessions) >= max
+		g.mu.Unlock()
+		if full {
+			g.log.Warn("agent rejected: session limit reached", "agent", name, "limit", max)
+			g.reject(w, http.StatusTooManyRequests, "backend holds its maximum of %d agent sessions; retry later or connect to another backend", max)
+			return
+		}
 	}
 	subs := splitSubscriptions(r.Header.Get(HeaderSubscriptions), name)
 	acks := r.Header.Get(AckHeader) == "1"

@@ -13,6 +13,11 @@ import (
 	"github.com/picketmon/picket/events"
 )
 
+// maxInflight is how many events of one agent are processed at once. Events wait for
+// their grouped commit; processing them one at a time would cap an agent at one event
+// per commit round trip. Results of the same check are still serialised by the node.
+const maxInflight = 32
+
 // session is one connected agent. Its reader runs in the HTTP handler's goroutine; one
 // writer goroutine owns sends and pings, so a slow agent never blocks delivery to others.
 type session struct {
@@ -23,6 +28,8 @@ type session struct {
 	acks     bool
 
 	send      chan []byte
+	inflight  chan struct{}
+	handlers  sync.WaitGroup
 	ctx       context.Context
 	cancel    context.CancelFunc
 	closeOnce sync.Once
@@ -32,7 +39,7 @@ type session struct {
 func newSession(g *Gateway, conn *websocket.Conn, ns, name string, subs []string, acks bool) *session {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &session{g: g, conn: conn, ns: ns, name: name, subs: subs, acks: acks,
-		send: make(chan []byte, g.cfg.SendQueue), ctx: ctx, cancel: cancel}
+		send: make(chan []byte, g.cfg.SendQueue), inflight: make(chan struct{}, maxInflight), ctx: ctx, cancel: cancel}
 }
 
 // enqueue queues a frame without blocking; false when the queue is full.
@@ -70,6 +77,9 @@ func (s *session) run() {
 	}()
 	defer wg.Wait()
 	defer s.cancel()
+	// Events already read are finished (and acknowledged if possible) before the
+	// session's goroutines stop.
+	defer s.handlers.Wait()
 
 	s.sendEntityConfig()
 	for {
@@ -135,6 +145,24 @@ func (s *session) handleFrame(log interface {
 		log.Warn("keepalive for another entity dropped", "entity", ev.Entity.Metadata.Name)
 		return
 	}
+	select {
+	case s.inflight <- struct{}{}:
+	case <-s.ctx.Done():
+		return
+	}
+	s.handlers.Add(1)
+	go func() {
+		defer s.handlers.Done()
+		defer func() { <-s.inflight }()
+		s.process(log, ev, msgType, keepalive)
+	}()
+}
+
+// process persists one event through the node and acknowledges it.
+func (s *session) process(log interface {
+	Warn(string, ...any)
+	Error(string, ...any)
+}, ev *events.Event, msgType string, keepalive bool) {
 	if err := s.g.cfg.Hooks.HandleEvent(s.ctx, ev, keepalive); err != nil {
 		s.g.eventsFailed.Add(1)
 		if s.ctx.Err() == nil {

@@ -396,5 +396,3 @@ func randUint64() uint64 {
 	}
 	return v
 }
-
-

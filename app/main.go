@@ -40,6 +40,7 @@ var commands map[string]command
 func init() {
 	commands = map[string]command{
 		"server":  {"run a backend node (etcd member, REST API, agent gateway)", runServer},
+		"agent":   {"run an agent: keepalives, checks and the local agent API on this host", runAgent},
 		"init":    {"seed a new cluster: default namespace, admin user, agent user", runInit},
 		"login":   {"log in to a Picket API and store the tokens for later commands", runLogin},
 		"create":  {"create or replace resources from wrapped YAML/JSON files (-f)", runCreate},

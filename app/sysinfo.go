@@ -64,15 +64,31 @@ func parseOSRelease(r io.Reader) map[string]string {
 	return out
 }
 
-// families maps distribution ids to the platform families Sensu (gopsutil) reports.
-var families = map[string]string{
-	"debian": "debian", "ubuntu": "debian", "linuxmint": "debian", "raspbian": "debian", "pop": "debian", "kali": "debian", "devuan": "debian",
-	"rhel": "rhel", "centos": "rhel", "rocky": "rhel", "almalinux": "rhel", "ol": "rhel", "oracle": "rhel", "amzn": "rhel", "scientific": "rhel", "xenserver": "rhel", "cloudlinux": "rhel",
-	"fedora": "fedora",
-	"sles": "suse", "sled": "suse", "opensuse": "suse", "opensuse-leap": "suse", "opensuse-tumbleweed": "suse", "suse": "suse",
-	"arch": "arch", "manjaro": "arch", "endeavouros": "arch",
-	"alpine": "alpine", "gentoo": "gentoo", "slackware": "slackware", "nixos": "nixos", "void": "void",
+// familyMembers lists, per platform family Sensu (gopsutil) reports, the distribution
+// ids that belong to it.
+var familyMembers = map[string][]string{
+	"debian":    {"debian", "ubuntu", "linuxmint", "raspbian", "pop", "kali", "devuan"},
+	"rhel":      {"rhel", "centos", "rocky", "almalinux", "ol", "oracle", "amzn", "scientific", "xenserver", "cloudlinux"},
+	"fedora":    {"fedora"},
+	"suse":      {"sles", "sled", "opensuse", "opensuse-leap", "opensuse-tumbleweed", "suse"},
+	"arch":      {"arch", "manjaro", "endeavouros"},
+	"alpine":    {"alpine"},
+	"gentoo":    {"gentoo"},
+	"slackware": {"slackware"},
+	"nixos":     {"nixos"},
+	"void":      {"void"},
 }
+
+// families maps a distribution id to its platform family.
+var families = func() map[string]string {
+	m := map[string]string{}
+	for family, ids := range familyMembers {
+		for _, id := range ids {
+			m[id] = family
+		}
+	}
+	return m
+}()
 
 // platformFamily derives the family from ID, else from the first known ID_LIKE entry.
 func platformFamily(id, idLike string) string {

@@ -373,6 +373,10 @@ func (cfg EmbedConfig) etcdConfig(quiet *atomic.Bool) (*embed.Config, error) {
 	} else if ec.QuotaBackendBytes < 0 {
 		bad("etcd-quota-backend-bytes %d is negative", cfg.QuotaBackendBytes)
 	}
+	// Grouped event writes make large transactions normal; etcd's 100 ms warning would
+	// log (and format) every one of them in full.
+	ec.WarningApplyDuration = 2 * time.Second
+	ec.WarningUnaryRequestDuration = 2 * time.Second
 	ec.MaxTxnOps = cfg.MaxTxnOps
 	if ec.MaxTxnOps == 0 {
 		ec.MaxTxnOps = DefaultMaxTxnOps

@@ -35,6 +35,9 @@ type fieldInfo struct {
 type structInfo struct {
 	fields []fieldInfo
 	byName map[string]int
+	// plain is a method-free struct type with the flattened fields and the same JSON
+	// tags, so encoding/json can decode and encode it in one pass.
+	plain reflect.Type
 }
 
 var structInfos sync.Map // reflect.Type -> *structInfo
@@ -93,8 +96,34 @@ func typeInfo(t reflect.Type) *structInfo {
 		info.byName[f.name] = len(info.fields)
 		info.fields = append(info.fields, f)
 	}
+	var sfs []reflect.StructField
+	for i, f := range info.fields {
+		src := t.FieldByIndex(f.index)
+		tag := f.name
+		if f.omitEmpty {
+			tag += ",omitempty"
+		}
+		sfs = append(sfs, reflect.StructField{Name: fmt.Sprintf("F%d", i), Type: src.Type, Tag: reflect.StructTag(`json:"` + tag + `"`)})
+	}
+	info.plain = reflect.StructOf(sfs)
 	v, _ := structInfos.LoadOrStore(t, info)
 	return v.(*structInfo)
+}
+
+// toPlain copies the fields of rv into a new value of the plain type.
+func (info *structInfo) toPlain(rv reflect.Value) reflect.Value {
+	p := reflect.New(info.plain).Elem()
+	for i, f := range info.fields {
+		p.Field(i).Set(rv.FieldByIndex(f.index))
+	}
+	return p
+}
+
+// fromPlain copies the fields of the plain value p back into rv.
+func (info *structInfo) fromPlain(p, rv reflect.Value) {
+	for i, f := range info.fields {
+		rv.FieldByIndex(f.index).Set(p.Field(i))
+	}
 }
 
 // marshalKeeping encodes the struct v points to as a JSON object, known fields first in
@@ -105,6 +134,10 @@ func marshalKeeping(v any, extra map[string]json.RawMessage) ([]byte, error) {
 		rv = rv.Elem()
 	}
 	info := typeInfo(rv.Type())
+	if len(extra) == 0 {
+		// The common case: no unknown keys, so encoding/json does it in one pass.
+		return encodeJSON(info.toPlain(rv).Interface())
+	}
 	var buf bytes.Buffer
 	// One encoder for every value; Encode appends a newline that is cut off each time.
 	enc := json.NewEncoder(&buf)
@@ -159,6 +192,20 @@ func marshalKeeping(v any, extra map[string]json.RawMessage) ([]byte, error) {
 // the keys it does not know, to be kept in the struct's extra field. A JSON null leaves v
 // unchanged. Errors name the field path, e.g. "socket.port: ...".
 func unmarshalKeeping(data []byte, v any) (map[string]json.RawMessage, error) {
+	rv := reflect.ValueOf(v).Elem()
+	info := typeInfo(rv.Type())
+	// Fast path: a document with only known keys decodes in one pass into the plain
+	// twin of the type. Anything else (unknown keys, errors) takes the field-by-field
+	// path below, which keeps unknown keys and names the field of an error.
+	if t := bytes.TrimSpace(data); len(t) > 0 && t[0] == '{' {
+		p := info.toPlain(rv)
+		dec := json.NewDecoder(bytes.NewReader(t))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(p.Addr().Interface()); err == nil && !dec.More() {
+			info.fromPlain(p, rv)
+			return nil, nil
+		}
+	}
 	var raw map[string]json.RawMessage
 	if err := json.Unmarshal(data, &raw); err != nil {
 		return nil, describeJSONError("", err)
@@ -166,8 +213,6 @@ func unmarshalKeeping(data []byte, v any) (map[string]json.RawMessage, error) {
 	if raw == nil {
 		return nil, nil
 	}
-	rv := reflect.ValueOf(v).Elem()
-	info := typeInfo(rv.Type())
 	// Sorted, so that with several bad fields the same one is reported every time.
 	keys := make([]string, 0, len(raw))
 	for k := range raw {

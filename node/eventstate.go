@@ -35,6 +35,25 @@ type stateEntry struct {
 	loaded bool
 	ev     *events.Event
 	rev    int64
+	// recent holds the IDs of the last results committed through this server, so a
+	// result an agent resends (its ack was lost) is acknowledged, not stored twice.
+	recent [16]string
+	next   int
+}
+
+func (e *stateEntry) seen(id string) bool {
+	if id == "" {
+		return false
+	}
+	if e.ev != nil && e.ev.ID == id {
+		return true
+	}
+	for _, r := range e.recent {
+		if r == id {
+			return true
+		}
+	}
+	return false
 }
 
 func newStateCache(max int) *stateCache {
@@ -81,6 +100,9 @@ func (n *Node) writeEvent(ctx context.Context, ev *events.Event, now time.Time, 
 		}
 		e.ev, e.rev, e.loaded = prev, rev, true
 	}
+	if e.seen(ev.ID) {
+		return nil // a resend of a result already stored
+	}
 	for attempt := 0; attempt < 8; attempt++ {
 		events.UpdateEventState(e.ev, ev, now)
 		val, err := json.Marshal(ev)
@@ -94,6 +116,10 @@ func (n *Node) writeEvent(ctx context.Context, ev *events.Event, now time.Time, 
 		}
 		if res.Written {
 			e.ev, e.rev = ev, res.Rev
+			if ev.ID != "" {
+				e.recent[e.next%len(e.recent)] = ev.ID
+				e.next++
+			}
 			return nil
 		}
 		// Someone else wrote the event since we read it: take theirs and recompute.

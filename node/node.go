@@ -164,9 +164,9 @@ func (n *Node) Start(ctx context.Context) (err error) {
 	// an external etcd keeps its default of 128.
 	maxOps := 128
 	if n.cfg.Embed != nil {
-		maxOps = 1000
+		maxOps = 400
 	}
-	n.batch = etcdx.NewBatcher(n.client, 4, maxOps, 5*time.Millisecond)
+	n.batch = etcdx.NewBatcher(n.client, 6, maxOps, 5*time.Millisecond)
 	n.states = newStateCache(200_000)
 
 	auth, err := api.NewAuth(ctx, n.store, n.cfg.AccessTokenTTL, n.cfg.RefreshTokenTTL)

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
@@ -55,6 +56,8 @@ type Agent struct {
 	// runCtx is Run's context, which checks run under.
 	runCtx context.Context
 
+	ready chan struct{}
+
 	// apiAddr receives the local API's address once it listens (for tests).
 	apiAddr chan string
 }
@@ -62,15 +65,21 @@ type Agent struct {
 // New returns an agent for cfg; zero fields take the defaults.
 func New(cfg Config) *Agent {
 	cfg.setDefaults()
-	return &Agent{
+	a := &Agent{
 		cfg:     cfg,
 		log:     cfg.Logger,
-		entity:  newEntityState(&cfg),
 		running: map[string]bool{},
 		lastRun: map[string]int64{},
 		apiAddr: make(chan string, 1),
+		ready:   make(chan struct{}),
 	}
+	a.entity = newEntityState(&a.cfg)
+	return a
 }
+
+// Ready is closed once the agent has opened its queue, serves its local API and starts
+// connecting: the moment a service manager may count it as started.
+func (a *Agent) Ready() <-chan struct{} { return a.ready }
 
 // Run runs the agent until ctx ends: it opens the queue, starts the local API and the
 // standalone checks, and keeps a session to a backend. It returns nil after a clean
@@ -94,8 +103,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	defer cancel()
 	a.runCtx = ctx
 	var wg sync.WaitGroup
-	defer wg.Wait()
+	// Checks are started by the goroutines of wg, so those are waited for first.
 	defer a.checksWG.Wait()
+	defer wg.Wait()
 	defer cancel()
 
 	if !a.cfg.DisableAPI {
@@ -122,6 +132,7 @@ func (a *Agent) Run(ctx context.Context) error {
 			a.runStandalone(ctx, c)
 		}()
 	}
+	close(a.ready)
 	a.connectLoop(ctx)
 	return nil
 }
@@ -218,7 +229,7 @@ func (a *Agent) logSessionEnd(url string, err error, established bool, delay tim
 			return
 		}
 		if msg != "" {
-			a.log.Error(msg, "backend", url, "retry_in", retry)
+			a.log.Error(msg, "backend", url, "err", err, "retry_in", retry)
 			return
 		}
 	}
@@ -248,9 +259,15 @@ type conn struct {
 	acks  bool
 	ready chan struct{} // closed on entity_config or after requestGrace
 	once  sync.Once
+	// firstKeepalive is closed once the first keepalive is written: events wait for it,
+	// so the backend knows the entity before its events.
+	firstKeepalive chan struct{}
+	kaOnce         sync.Once
 }
 
 func (c *conn) markReady() { c.once.Do(func() { close(c.ready) }) }
+
+func (c *conn) keepaliveSent() { c.kaOnce.Do(func() { close(c.firstKeepalive) }) }
 
 func (c *conn) isReady() bool {
 	select {
@@ -269,33 +286,37 @@ func (a *Agent) session(ctx context.Context, url string) (established bool, err 
 	cancel()
 	if err != nil {
 		if resp != nil && resp.StatusCode != http.StatusSwitchingProtocols {
-			return false, &handshakeError{status: resp.StatusCode, err: fmt.Errorf("handshake refused: HTTP %d", resp.StatusCode)}
+			msg := fmt.Sprintf("handshake refused: HTTP %d", resp.StatusCode)
+			if resp.Body != nil {
+				b, _ := io.ReadAll(io.LimitReader(resp.Body, 200))
+				if s := strings.TrimSpace(string(b)); s != "" {
+					msg += ": " + s
+				}
+			}
+			return false, &handshakeError{status: resp.StatusCode, err: errors.New(msg)}
 		}
 		return false, err
 	}
 	ws.SetReadLimit(agentgw.MaxFrameSize)
-	c := &conn{ws: ws, url: url, acks: resp.Header.Get(agentgw.AckHeader) == "1", ready: make(chan struct{})}
+	c := &conn{ws: ws, url: url, acks: resp.Header.Get(agentgw.AckHeader) == "1", ready: make(chan struct{}), firstKeepalive: make(chan struct{})}
 	a.log.Info("connected to backend", "backend", url, "backend_id", resp.Header.Get(agentgw.HeaderBackendID), "acks", c.acks, "queued", a.queue.Len())
 
-	sctx, scancel := context.WithCancelCause(ctx)
+	// The session's goroutines get a context of their own, not ctx: coder/websocket tears
+	// the connection down when the context of a Read or Write ends, and on shutdown the
+	// close handshake must come first.
+	sctx, scancel := context.WithCancelCause(context.Background())
+	defer scancel(nil)
 	var wg sync.WaitGroup
-	fail := func(err error) { scancel(err) }
 	run := func(f func(context.Context, *conn) error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			if err := f(sctx, c); err != nil {
-				fail(err)
+				scancel(err)
 			}
 		}()
 	}
 
-	// The keepalive goes out first, so the backend knows the entity before its events.
-	if err := a.sendKeepalive(sctx, c); err != nil {
-		scancel(err)
-		_ = ws.CloseNow()
-		return true, err
-	}
 	a.connected.Store(&url)
 	defer a.connected.Store(nil)
 
@@ -313,14 +334,12 @@ func (a *Agent) session(ctx context.Context, url string) (established bool, err 
 	}
 
 	select {
+	case <-ctx.Done():
+		a.closeConn(ws, websocket.StatusNormalClosure, "agent shutting down")
+		err = nil
 	case <-sctx.Done():
 		err = context.Cause(sctx)
-		if ctx.Err() != nil {
-			a.closeConn(ws, websocket.StatusNormalClosure, "agent shutting down")
-			err = nil
-		} else {
-			_ = ws.CloseNow()
-		}
+		_ = ws.CloseNow()
 	case <-maxLen:
 		err = errors.New("max-session-length reached; reconnecting")
 		a.closeConn(ws, websocket.StatusNormalClosure, "max session length reached")
@@ -422,17 +441,22 @@ func (a *Agent) pingLoop(ctx context.Context, c *conn) error {
 	}
 }
 
+// keepaliveLoop sends a keepalive at once, then every keepalive interval.
 func (a *Agent) keepaliveLoop(ctx context.Context, c *conn) error {
 	t := time.NewTicker(a.cfg.KeepaliveInterval)
 	defer t.Stop()
 	for {
+		if err := a.sendKeepalive(ctx, c); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		c.keepaliveSent()
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
-		}
-		if err := a.sendKeepalive(ctx, c); err != nil {
-			return err
 		}
 	}
 }
@@ -469,6 +493,11 @@ func (a *Agent) sendKeepalive(ctx context.Context, c *conn) error {
 // arrives and at most sendWindow events are in flight; without, it is removed once
 // written.
 func (a *Agent) sendLoop(ctx context.Context, c *conn) error {
+	select {
+	case <-ctx.Done():
+		return nil
+	case <-c.firstKeepalive:
+	}
 	var last uint64
 	for {
 		if c.acks && a.queue.inflight(last) >= sendWindow {

@@ -1,11 +1,16 @@
 package agent
 
 import (
+	"context"
 	"net"
 	"net/http"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/coder/websocket"
 
 	"github.com/picketmon/picket/agentgw"
 	"github.com/picketmon/picket/events"
@@ -206,5 +211,62 @@ func TestEntityConfigApplied(t *testing.T) {
 	}
 	if e.Metadata.Labels["b"] != "2" || e.Metadata.Labels["a"] != "" || e.Metadata.Labels["secret"] != Redacted || e.Metadata.Labels[ManagedByLabel] != "" {
 		t.Errorf("labels = %v", e.Metadata.Labels)
+	}
+}
+
+func TestShutdownClosesNormally(t *testing.T) {
+	fb := newFakeBackend(t, true)
+	a := New(Config{Name: "host-1", BackendURLs: []string{fb.url()}, CacheDir: t.TempDir(), DisableAPI: true})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	fb.next(agentgw.TypeKeepalive)
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if got := <-fb.closes; got != websocket.StatusNormalClosure {
+		t.Fatalf("close status %v, want %v", got, websocket.StatusNormalClosure)
+	}
+}
+
+func TestMaxSessionLengthReconnects(t *testing.T) {
+	fb := newFakeBackend(t, true)
+	startAgent(t, Config{BackendURLs: []string{fb.url()}, MaxSessionLength: 300 * time.Millisecond})
+	fb.next(agentgw.TypeKeepalive)
+	if got := <-fb.closes; got != websocket.StatusNormalClosure {
+		t.Fatalf("close status %v, want a normal closure", got)
+	}
+	fb.next(agentgw.TypeKeepalive) // a new session
+}
+
+func TestRunLeavesNoGoroutines(t *testing.T) {
+	fb := newFakeBackend(t, true)
+	chk := events.CheckConfig{Command: "sleep 30", Interval: 1}
+	chk.Metadata.Name = "slow"
+	before := runtime.NumGoroutine()
+	a := New(Config{Name: "host-1", BackendURLs: []string{fb.url()}, CacheDir: t.TempDir(),
+		APIHost: "127.0.0.1", APIPort: freePort(t), Checks: []events.CheckConfig{chk}})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	fb.next(agentgw.TypeKeepalive)
+	eventually(t, "the slow check to start", func() bool {
+		a.checksMu.Lock()
+		defer a.checksMu.Unlock()
+		return len(a.running) > 0
+	})
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	<-fb.closes // the backend's side of the session is over too
+	deadline := time.Now().Add(5 * time.Second)
+	for runtime.NumGoroutine() > before {
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<20)
+			t.Fatalf("%d goroutines before, %d after:\n%s", before, runtime.NumGoroutine(), buf[:runtime.Stack(buf, true)])
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }

@@ -106,6 +106,17 @@ func TestExecute(t *testing.T) {
 	}
 }
 
+func TestStandaloneCronCheck(t *testing.T) {
+	cfg := events.CheckConfig{Command: "echo cron", Cron: "@every 1s"}
+	cfg.Metadata.Name = "by-cron"
+	fb := newFakeBackend(t, false)
+	startAgent(t, Config{BackendURLs: []string{fb.url()}, Checks: []events.CheckConfig{cfg}})
+	ev := fb.next("event")
+	if ev.Check.Metadata.Name != "by-cron" || ev.Check.Output != "cron\n" || ev.Check.Cron != "@every 1s" {
+		t.Fatalf("event %+v", ev.Check)
+	}
+}
+
 func TestStandaloneCheckRunsOnItsGrid(t *testing.T) {
 	cfg := events.CheckConfig{Command: "echo standalone", Interval: 1}
 	cfg.Metadata.Name = "local"

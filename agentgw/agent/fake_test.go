@@ -42,10 +42,12 @@ type fakeBackend struct {
 
 	frames chan frame
 	conns  chan *websocket.Conn
+	// closes receives the close status of every session the agent ended.
+	closes chan websocket.StatusCode
 }
 
 func newFakeBackend(t *testing.T, acks bool) *fakeBackend {
-	f := &fakeBackend{t: t, acks: acks, frames: make(chan frame, 1000), conns: make(chan *websocket.Conn, 10)}
+	f := &fakeBackend{t: t, acks: acks, frames: make(chan frame, 1000), conns: make(chan *websocket.Conn, 10), closes: make(chan websocket.StatusCode, 10)}
 	f.srv = httptest.NewServer(http.HandlerFunc(f.serve))
 	t.Cleanup(f.srv.Close)
 	return f
@@ -87,6 +89,7 @@ func (f *fakeBackend) serve(w http.ResponseWriter, r *http.Request) {
 	for {
 		_, data, err := c.Read(ctx)
 		if err != nil {
+			f.closes <- websocket.CloseStatus(err)
 			return
 		}
 		typ, payload, err := agentgw.Decode(data)

@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/http/pprof"
+	"os"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -85,6 +87,11 @@ func New(cfg Config) *Server {
 	s.mux.HandleFunc("POST /auth/logout", s.handleLogout)
 	s.mux.HandleFunc("GET /info", s.authed(s.handleInfo))
 	s.mux.HandleFunc("/api/core/v2/", s.authed(s.handleCoreV2))
+	if os.Getenv("PICKET_PPROF") == "1" {
+		// Profiling for benchmarks only; off unless asked for.
+		s.mux.HandleFunc("/debug/pprof/", pprof.Index)
+		s.mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	}
 	return s
 }
 
