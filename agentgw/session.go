@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -105,10 +106,24 @@ func (s *session) run() {
 	}
 }
 
-func (s *session) handleFrame(log interface {
-	Warn(string, ...any)
-	Error(string, ...any)
-}, frame []byte) {
+func (s *session) handleFrame(log *slog.Logger, frame []byte) {
+	// Everything past reading the frame runs in its own goroutine: the reader's stack
+	// stays shallow (it is the one goroutine every idle agent keeps), and one agent's
+	// events are processed side by side while they wait for their grouped commit.
+	select {
+	case s.inflight <- struct{}{}:
+	case <-s.ctx.Done():
+		return
+	}
+	s.handlers.Add(1)
+	go func() {
+		defer s.handlers.Done()
+		defer func() { <-s.inflight }()
+		s.decodeAndProcess(log, frame)
+	}()
+}
+
+func (s *session) decodeAndProcess(log *slog.Logger, frame []byte) {
 	msgType, payload, err := Decode(frame)
 	if err != nil {
 		s.g.malformed.Add(1)
@@ -145,24 +160,11 @@ func (s *session) handleFrame(log interface {
 		log.Warn("keepalive for another entity dropped", "entity", ev.Entity.Metadata.Name)
 		return
 	}
-	select {
-	case s.inflight <- struct{}{}:
-	case <-s.ctx.Done():
-		return
-	}
-	s.handlers.Add(1)
-	go func() {
-		defer s.handlers.Done()
-		defer func() { <-s.inflight }()
-		s.process(log, ev, msgType, keepalive)
-	}()
+	s.process(log, ev, msgType, keepalive)
 }
 
 // process persists one event through the node and acknowledges it.
-func (s *session) process(log interface {
-	Warn(string, ...any)
-	Error(string, ...any)
-}, ev *events.Event, msgType string, keepalive bool) {
+func (s *session) process(log *slog.Logger, ev *events.Event, msgType string, keepalive bool) {
 	if err := s.g.cfg.Hooks.HandleEvent(s.ctx, ev, keepalive); err != nil {
 		s.g.eventsFailed.Add(1)
 		if s.ctx.Err() == nil {

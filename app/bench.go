@@ -43,7 +43,34 @@ type benchConfig struct {
 	agents, connectRate                                   int
 	eventRate                                             float64
 	keepalive, duration                                   time.Duration
-	sources                                               int
+	sources, totalAgents                                  int
+	// checks > 0 creates that many interval checks for checkAgents agents and measures
+	// how late their requests arrive against the cadence grid.
+	checks, checkAgents      int
+	checkInterval            time.Duration
+	adminUser, adminPassword string
+	sched                    *schedLatency
+}
+
+// schedLatency measures check requests' arrival against their grid time.
+type schedLatency struct {
+	interval time.Duration
+	lat      latencies
+	early    atomic.Int64
+}
+
+func (s *schedLatency) record(payload []byte, recv time.Time) {
+	var req agentgw.CheckRequest
+	if json.Unmarshal(payload, &req) != nil || req.Config == nil || !strings.HasPrefix(req.Config.Metadata.Name, "bench-sched-") {
+		return
+	}
+	// The grid point this request belongs to is the latest one at or before arrival.
+	grid := events.NextRun(req.Config.Metadata.Name, s.interval, recv.Add(-s.interval+time.Nanosecond))
+	if grid.After(recv) {
+		s.early.Add(1)
+		return
+	}
+	s.lat.add(recv.Sub(grid))
 }
 
 func runBench(ctx context.Context, env *Env, args []string) error {
@@ -67,6 +94,12 @@ func runBench(ctx context.Context, env *Env, args []string) error {
 	fs.Float64Var(&c.eventRate, "event-rate", 0, "check results per second across all agents, each acknowledged (0: keepalives only)")
 	fs.DurationVar(&c.keepalive, "keepalive-interval", 20*time.Second, "keepalive interval of each agent")
 	fs.DurationVar(&c.duration, "duration", 30*time.Second, "how long to hold the agents after they connected")
+	fs.IntVar(&c.totalAgents, "total-agents", 0, "agents connected by all bench processes together, for memory per agent when several run (default --agents)")
+	fs.IntVar(&c.checks, "checks", 0, "interval checks to create for the schedule measurement (needs --admin-password)")
+	fs.IntVar(&c.checkAgents, "check-agents", 5, "how many of the agents subscribe to the measured checks")
+	fs.DurationVar(&c.checkInterval, "check-interval", 10*time.Second, "interval of the measured checks")
+	fs.StringVar(&c.adminUser, "admin-user", "admin", "API user that creates and deletes the measured checks")
+	fs.StringVar(&c.adminPassword, "admin-password", "", "its password (default: $PICKET_ADMIN_PASSWORD)")
 	fs.IntVar(&c.sources, "source-addresses", 8, "loopback source addresses to spread connections over (127.0.0.10…), for more than ~28,000 ports")
 	if err := parseModeFlags(fs, args[1:]); err != nil {
 		return err
@@ -76,6 +109,12 @@ func runBench(ctx context.Context, env *Env, args []string) error {
 	}
 	if c.password == "" {
 		return usageErrorf("--password is required (or set PICKET_AGENT_PASSWORD)")
+	}
+	if c.adminPassword == "" {
+		c.adminPassword = env.Getenv("PICKET_ADMIN_PASSWORD")
+	}
+	if c.checks > 0 && (c.adminPassword == "" || c.apiURL == "") {
+		return usageErrorf("--checks needs --api-url and --admin-password (or PICKET_ADMIN_PASSWORD) to create the checks")
 	}
 	if c.agents < 1 || c.connectRate < 1 {
 		return usageErrorf("--agents and --connect-rate must be at least 1")
@@ -138,6 +177,9 @@ type benchAgent struct {
 }
 
 func benchAgents(ctx context.Context, env *Env, c benchConfig) error {
+	if c.checks > 0 {
+		c.sched = &schedLatency{interval: c.checkInterval}
+	}
 	memBefore, memErr := serverMemory(c.apiURL)
 	fmt.Fprintf(env.Stdout, "picket bench agents: %d agents → %s, connect rate %d/s, keepalive %s, event rate %.0f/s, hold %s\n",
 		c.agents, c.backendURL, c.connectRate, c.keepalive, c.eventRate, c.duration)
@@ -174,7 +216,11 @@ func benchAgents(ctx context.Context, env *Env, c benchConfig) error {
 			h := http.Header{}
 			h.Set(agentgw.HeaderAgentName, a.name)
 			h.Set(agentgw.HeaderNamespace, c.namespace)
-			h.Set(agentgw.HeaderSubscriptions, "bench")
+			subs := "bench"
+			if i < c.checkAgents {
+				subs += ",bench-sched"
+			}
+			h.Set(agentgw.HeaderSubscriptions, subs)
 			h.Set(agentgw.HeaderUser, c.user)
 			h.Set("Authorization", auth)
 			h.Set(agentgw.AckHeader, "1")
@@ -208,6 +254,13 @@ func benchAgents(ctx context.Context, env *Env, c benchConfig) error {
 		fmt.Fprintf(env.Stdout, "first connect error: %s\n", e)
 	}
 
+	if c.checks > 0 {
+		if err := benchCreateChecks(ctx, c); err != nil {
+			return err
+		}
+		defer benchDeleteChecks(c)
+		fmt.Fprintf(env.Stdout, "created %d checks every %s for %d agents\n", c.checks, c.checkInterval, min(c.checkAgents, c.agents))
+	}
 	// Hold: keepalives run in each session; check results at the event rate.
 	holdStart := time.Now()
 	ackedBefore := acked.Load()
@@ -240,10 +293,19 @@ func benchAgents(ctx context.Context, env *Env, c benchConfig) error {
 			sent.Load(), ackedN, float64(ackedN)/held.Seconds(),
 			ackLat.pct(0.5).Round(time.Microsecond), ackLat.pct(0.99).Round(time.Microsecond), ackLat.pct(1).Round(time.Microsecond))
 	}
+	if c.sched != nil {
+		fmt.Fprintf(env.Stdout, "check requests: %d received; delay after grid time p50 %s, p99 %s, max %s\n",
+			c.sched.lat.count(), c.sched.lat.pct(0.5).Round(time.Microsecond), c.sched.lat.pct(0.99).Round(time.Microsecond), c.sched.lat.pct(1).Round(time.Microsecond))
+	}
 	if memErr == nil && memErr2 == nil && connected.Load() > 0 {
-		per := float64(memAfter-memBefore) / float64(connected.Load())
-		fmt.Fprintf(env.Stdout, "server memory (RSS): %.1f MiB before, %.1f MiB with agents: %.1f KB per agent\n",
-			float64(memBefore)/(1<<20), float64(memAfter)/(1<<20), per/1024)
+		n := float64(connected.Load())
+		if c.totalAgents > 0 {
+			n = float64(c.totalAgents)
+		}
+		fmt.Fprintf(env.Stdout, "server memory for %.0f agents: RSS %.1f → %.1f MiB (%.1f KB per agent); Go heap+stacks in use %.1f → %.1f MiB (%.1f KB per agent, incl. garbage not yet collected)\n",
+			n, float64(memBefore.rss)/(1<<20), float64(memAfter.rss)/(1<<20), float64(memAfter.rss-memBefore.rss)/n/1024,
+			float64(memBefore.heap+memBefore.stack)/(1<<20), float64(memAfter.heap+memAfter.stack)/(1<<20),
+			float64(memAfter.heap+memAfter.stack-memBefore.heap-memBefore.stack)/n/1024)
 	} else if c.apiURL != "" {
 		fmt.Fprintf(env.Stdout, "server memory: not measured (%v)\n", errors.Join(memErr, memErr2))
 	}
@@ -263,8 +325,16 @@ func benchSession(ctx context.Context, a *benchAgent, c benchConfig, acked *atom
 			if err != nil {
 				return
 			}
+			recv := time.Now()
 			typ, payload, err := agentgw.Decode(b)
-			if err != nil || typ != agentgw.TypeAck {
+			if err != nil {
+				continue
+			}
+			if typ == agentgw.TypeCheckRequest && c.sched != nil {
+				c.sched.record(payload, recv)
+				continue
+			}
+			if typ != agentgw.TypeAck {
 				continue
 			}
 			var ack agentgw.Ack
@@ -361,25 +431,51 @@ func benchEvents(ctx context.Context, agents []*benchAgent, c benchConfig, sent 
 	}
 }
 
-// serverMemory reads process_resident_memory_bytes from the server's /metrics.
-func serverMemory(apiURL string) (int64, error) {
+// serverMem is what the bench reads of the server's memory.
+type serverMem struct {
+	rss, heap, stack int64
+}
+
+// serverMemory reads the resident set size and the Go heap and stack in use from the
+// server's /metrics.
+func serverMemory(apiURL string) (serverMem, error) {
+	var m serverMem
 	if apiURL == "" {
-		return 0, errors.New("no --api-url")
+		return m, errors.New("no --api-url")
 	}
 	resp, err := http.Get(strings.TrimRight(apiURL, "/") + "/metrics")
 	if err != nil {
-		return 0, err
+		return m, err
 	}
 	defer resp.Body.Close()
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	found := 0
 	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "process_resident_memory_bytes "); ok {
-			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
-			return int64(f), err
+		name, v, ok := strings.Cut(sc.Text(), " ")
+		if !ok {
+			continue
 		}
+		f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+		if err != nil {
+			continue
+		}
+		switch name {
+		case "process_resident_memory_bytes":
+			m.rss = int64(f)
+		case "go_memstats_heap_inuse_bytes":
+			m.heap = int64(f)
+		case "go_memstats_stack_inuse_bytes":
+			m.stack = int64(f)
+		default:
+			continue
+		}
+		found++
 	}
-	return 0, fmt.Errorf("no process_resident_memory_bytes in %s/metrics", apiURL)
+	if found < 3 {
+		return m, fmt.Errorf("memory metrics missing from %s/metrics", apiURL)
+	}
+	return m, nil
 }
 
 func randBytes(n int) []byte {
@@ -395,4 +491,62 @@ func randUint64() uint64 {
 		v = v<<8 | uint64(x)
 	}
 	return v
+}
+
+// benchToken logs the admin in and returns an access token.
+func benchToken(c benchConfig) (string, error) {
+	req, _ := http.NewRequest("GET", strings.TrimRight(c.apiURL, "/")+"/auth", nil)
+	req.SetBasicAuth(c.adminUser, c.adminPassword)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	var tok struct {
+		AccessToken string `json:"access_token"`
+	}
+	if resp.StatusCode != 200 || json.NewDecoder(resp.Body).Decode(&tok) != nil {
+		return "", fmt.Errorf("log in as %s at %s: status %d", c.adminUser, c.apiURL, resp.StatusCode)
+	}
+	return tok.AccessToken, nil
+}
+
+func benchCheckURL(c benchConfig, i int) string {
+	return fmt.Sprintf("%s/api/core/v2/namespaces/%s/checks/bench-sched-%04d", strings.TrimRight(c.apiURL, "/"), c.namespace, i)
+}
+
+func benchCreateChecks(ctx context.Context, c benchConfig) error {
+	tok, err := benchToken(c)
+	if err != nil {
+		return err
+	}
+	for i := 0; i < c.checks; i++ {
+		body := fmt.Sprintf(`{"metadata":{"name":"bench-sched-%04d","namespace":%q},"command":"true","interval":%d,"publish":true,"subscriptions":["bench-sched"]}`,
+			i, c.namespace, int(c.checkInterval/time.Second))
+		req, _ := http.NewRequestWithContext(ctx, "PUT", benchCheckURL(c, i), strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+tok)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 201 {
+			return fmt.Errorf("create check bench-sched-%04d: status %d", i, resp.StatusCode)
+		}
+	}
+	return nil
+}
+
+func benchDeleteChecks(c benchConfig) {
+	tok, err := benchToken(c)
+	if err != nil {
+		return
+	}
+	for i := 0; i < c.checks; i++ {
+		req, _ := http.NewRequest("DELETE", benchCheckURL(c, i), nil)
+		req.Header.Set("Authorization", "Bearer "+tok)
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			resp.Body.Close()
+		}
+	}
 }
