@@ -82,6 +82,8 @@ type Gateway struct {
 	bySub    map[string]map[string]map[*session]struct{} // ns → subscription → sessions
 	closed   bool
 	wg       sync.WaitGroup
+	stop     chan struct{}
+	pinger   sync.WaitGroup
 
 	connects, rejected, framesIn, malformed   atomic.Int64
 	eventsOK, eventsFailed, sent, sendDropped atomic.Int64
@@ -104,7 +106,41 @@ func New(cfg Config) *Gateway {
 	if cfg.ReadLimit == 0 {
 		cfg.ReadLimit = MaxFrameSize
 	}
-	return &Gateway{cfg: cfg, log: cfg.Logger, sessions: map[string]*session{}, bySub: map[string]map[string]map[*session]struct{}{}}
+	g := &Gateway{cfg: cfg, log: cfg.Logger, sessions: map[string]*session{}, bySub: map[string]map[string]map[*session]struct{}{}, stop: make(chan struct{})}
+	g.pinger.Add(1)
+	go g.pingLoop()
+	return g
+}
+
+// pingLoop pings every session once per PingInterval, a slice of them each second, so
+// dead agents are found without a timer goroutine per session.
+func (g *Gateway) pingLoop() {
+	defer g.pinger.Done()
+	slots := int(g.cfg.PingInterval / time.Second)
+	if slots < 1 {
+		slots = 1
+	}
+	step := g.cfg.PingInterval / time.Duration(slots)
+	t := time.NewTicker(step)
+	defer t.Stop()
+	for tick := 0; ; tick++ {
+		select {
+		case <-g.stop:
+			return
+		case <-t.C:
+		}
+		g.mu.Lock()
+		var due []*session
+		for _, s := range g.sessions {
+			if s.slot%slots == tick%slots {
+				due = append(due, s)
+			}
+		}
+		g.mu.Unlock()
+		for _, s := range due {
+			s.enqueue(nil, g.cfg.SendQueue+maxInflight)
+		}
+	}
 }
 
 // SetReady lets agents in (or, with false, answers 503).
@@ -303,7 +339,7 @@ func (g *Gateway) Deliver(ns string, req *CheckRequest, subs []string) int {
 	g.mu.Unlock()
 	n := 0
 	for s := range targets {
-		if s.enqueue(frame) {
+		if s.enqueue(frame, g.cfg.SendQueue) {
 			n++
 		} else {
 			g.sendDropped.Add(1)
@@ -326,6 +362,9 @@ func (g *Gateway) Connected(ns, name string) bool {
 func (g *Gateway) Close(ctx context.Context) error {
 	g.ready.Store(false)
 	g.mu.Lock()
+	if !g.closed {
+		close(g.stop)
+	}
 	g.closed = true
 	all := make([]*session, 0, len(g.sessions))
 	for _, s := range g.sessions {
@@ -335,6 +374,7 @@ func (g *Gateway) Close(ctx context.Context) error {
 	for _, s := range all {
 		go s.close(websocket.StatusGoingAway, "backend shutting down")
 	}
+	g.pinger.Wait()
 	done := make(chan struct{})
 	go func() { g.wg.Wait(); close(done) }()
 	select {

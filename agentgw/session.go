@@ -19,8 +19,10 @@ import (
 // per commit round trip. Results of the same check are still serialised by the node.
 const maxInflight = 32
 
-// session is one connected agent. Its reader runs in the HTTP handler's goroutine; one
-// writer goroutine owns sends and pings, so a slow agent never blocks delivery to others.
+// session is one connected agent. Its reader runs in the HTTP handler's goroutine. Sends
+// and pings go through a bounded queue drained by a writer goroutine that exists only
+// while there is something to write, so an idle agent costs one goroutine, and a slow
+// agent never blocks delivery to others.
 type session struct {
 	g        *Gateway
 	conn     *websocket.Conn
@@ -28,33 +30,85 @@ type session struct {
 	subs     []string
 	acks     bool
 
-	send      chan []byte
+	wmu     sync.Mutex
+	queue   [][]byte // a nil frame is a ping
+	writing bool
+	writers sync.WaitGroup
+
 	inflight  chan struct{}
 	handlers  sync.WaitGroup
 	ctx       context.Context
 	cancel    context.CancelFunc
 	closeOnce sync.Once
 	replaced  atomic.Bool
+	// slot spreads pings over the ping interval.
+	slot int
 }
 
 func newSession(g *Gateway, conn *websocket.Conn, ns, name string, subs []string, acks bool) *session {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &session{g: g, conn: conn, ns: ns, name: name, subs: subs, acks: acks,
-		send: make(chan []byte, g.cfg.SendQueue), inflight: make(chan struct{}, maxInflight), ctx: ctx, cancel: cancel}
+		inflight: make(chan struct{}, maxInflight), ctx: ctx, cancel: cancel, slot: int(nameHash(name) % 1_000_003)}
 }
 
-// enqueue queues a frame without blocking; false when the queue is full.
-func (s *session) enqueue(frame []byte) bool {
-	select {
-	case <-s.ctx.Done():
-		return false
-	default:
+func nameHash(s string) uint32 {
+	h := uint32(2166136261)
+	for i := 0; i < len(s); i++ {
+		h ^= uint32(s[i])
+		h *= 16777619
 	}
-	select {
-	case s.send <- frame:
-		return true
-	default:
+	return h
+}
+
+// enqueue queues a frame (nil: a ping) without blocking; false when the session is
+// closed or its queue holds limit frames already.
+func (s *session) enqueue(frame []byte, limit int) bool {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	if s.ctx.Err() != nil || len(s.queue) >= limit {
 		return false
+	}
+	s.queue = append(s.queue, frame)
+	if !s.writing {
+		s.writing = true
+		s.writers.Add(1)
+		go s.drain()
+	}
+	return true
+}
+
+// drain writes queued frames until the queue is empty, then ends.
+func (s *session) drain() {
+	defer s.writers.Done()
+	for {
+		s.wmu.Lock()
+		if len(s.queue) == 0 || s.ctx.Err() != nil {
+			s.writing = false
+			s.queue = nil
+			s.wmu.Unlock()
+			return
+		}
+		frame := s.queue[0]
+		s.queue[0] = nil
+		s.queue = s.queue[1:]
+		s.wmu.Unlock()
+		if frame == nil {
+			ctx, cancel := context.WithTimeout(s.ctx, s.g.cfg.PingTimeout)
+			err := s.conn.Ping(ctx)
+			cancel()
+			if err != nil {
+				if s.ctx.Err() == nil {
+					s.g.log.Info("agent did not answer ping; session closed", "agent", s.name, "timeout", s.g.cfg.PingTimeout)
+				}
+				s.close(websocket.StatusPolicyViolation, "ping timeout")
+			}
+			continue
+		}
+		// Writes use the session's context: a per-write timeout would close the whole
+		// connection when it expires (coder/websocket).
+		if err := s.conn.Write(s.ctx, websocket.MessageBinary, frame); err != nil {
+			s.close(websocket.StatusInternalError, "write failed")
+		}
 	}
 }
 
@@ -70,13 +124,7 @@ func (s *session) close(code websocket.StatusCode, reason string) {
 func (s *session) run() {
 	log := s.g.log.With("agent", s.name, "namespace", s.ns)
 	defer s.g.unregister(s)
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		s.writeLoop()
-	}()
-	defer wg.Wait()
+	defer s.writers.Wait()
 	defer s.cancel()
 	// Events already read are finished (and acknowledged if possible) before the
 	// session's goroutines stop.
@@ -175,12 +223,9 @@ func (s *session) process(log *slog.Logger, ev *events.Event, msgType string, ke
 	s.g.eventsOK.Add(1)
 	if s.acks && ev.ID != "" {
 		ack, _ := json.Marshal(Ack{ID: ev.ID})
-		// An ack must not be dropped: a lost ack makes the agent resend, which the
-		// server tolerates, but blocking here would stall the reader, so wait briefly.
-		select {
-		case s.send <- Encode(TypeAck, ack):
-		case <-s.ctx.Done():
-		case <-time.After(5 * time.Second):
+		// Acks have room beyond the request queue (at most maxInflight are pending). A
+		// lost ack only makes the agent resend, which the node recognises.
+		if !s.enqueue(Encode(TypeAck, ack), s.g.cfg.SendQueue+maxInflight) && s.ctx.Err() == nil {
 			log.Warn("ack not sent: agent is not reading", "id", ev.ID)
 		}
 	}
@@ -205,34 +250,6 @@ func (s *session) sendEntityConfig() {
 	if err != nil {
 		return
 	}
-	s.enqueue(Encode(TypeEntityConfig, payload))
+	s.enqueue(Encode(TypeEntityConfig, payload), s.g.cfg.SendQueue)
 }
 
-func (s *session) writeLoop() {
-	ping := time.NewTicker(s.g.cfg.PingInterval)
-	defer ping.Stop()
-	for {
-		select {
-		case <-s.ctx.Done():
-			return
-		case frame := <-s.send:
-			// Writes use the session's context: a per-write timeout would close the
-			// whole connection when it expires (coder/websocket).
-			if err := s.conn.Write(s.ctx, websocket.MessageBinary, frame); err != nil {
-				s.close(websocket.StatusInternalError, "write failed")
-				return
-			}
-		case <-ping.C:
-			ctx, cancel := context.WithTimeout(s.ctx, s.g.cfg.PingTimeout)
-			err := s.conn.Ping(ctx)
-			cancel()
-			if err != nil {
-				if s.ctx.Err() == nil {
-					s.g.log.Info("agent did not answer ping; session closed", "agent", s.name, "timeout", s.g.cfg.PingTimeout)
-				}
-				s.close(websocket.StatusPolicyViolation, "ping timeout")
-				return
-			}
-		}
-	}
-}
