@@ -341,3 +341,109 @@ func TestKeepaliveMonitor(t *testing.T) {
 	a.send(agentgw.TypeKeepalive, keepalive("quiet1", 2))
 	waitStatus(0)
 }
+
+func TestRoundRobinRotates(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a real etcd member")
+	}
+	n := nodetest.Start(t)
+	got := make(chan string, 100)
+	for _, name := range []string{"rr-a", "rr-b"} {
+		a, err := dialAgent(t, n.AgentURL, name, "default", "agent", nodetest.AgentPassword, []string{"rr"}, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ka := keepalive(name, 120)
+		ka.Entity.Subscriptions = []string{"rr", "entity:" + name}
+		a.send(agentgw.TypeKeepalive, ka)
+		go func(name string, a *wsAgent) {
+			for f := range a.frames {
+				if f[0] == agentgw.TypeCheckRequest {
+					var req agentgw.CheckRequest
+					if json.Unmarshal([]byte(f[1]), &req) == nil {
+						got <- fmt.Sprintf("%d %s", req.Issued, name)
+					}
+				}
+			}
+		}(name, a)
+	}
+	time.Sleep(300 * time.Millisecond) // both keepalives stored
+	if st := apiDo(t, n, "PUT", "/api/core/v2/namespaces/default/checks/rr",
+		`{"metadata":{"name":"rr"},"command":"true","interval":1,"publish":true,"round_robin":true,"subscriptions":["rr"]}`); st != 201 {
+		t.Fatalf("create check: %d", st)
+	}
+	var seq []string
+	for len(seq) < 4 {
+		select {
+		case s := <-got:
+			seq = append(seq, s)
+		case <-time.After(10 * time.Second):
+			t.Fatalf("round-robin requests so far: %v", seq)
+		}
+	}
+	// One agent per tick, and consecutive ticks go to different agents.
+	for i := 1; i < len(seq); i++ {
+		var t0, t1 int64
+		var a0, a1 string
+		fmt.Sscanf(seq[i-1], "%d %s", &t0, &a0)
+		fmt.Sscanf(seq[i], "%d %s", &t1, &a1)
+		if t1 == t0 {
+			t.Fatalf("two agents got tick %d: %v", t0, seq)
+		}
+		if t1 == t0+1 && a1 == a0 {
+			t.Fatalf("tick %d and %d both went to %s: %v", t0, t1, a0, seq)
+		}
+	}
+	t.Logf("round-robin sequence: %v", seq)
+}
+
+func TestProxyChecksAndTTL(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a real etcd member")
+	}
+	n := nodetest.Start(t)
+	a, err := dialAgent(t, n.AgentURL, "poller", "default", "agent", nodetest.AgentPassword, []string{"proxy"}, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range []string{"site-a", "site-b"} {
+		body := fmt.Sprintf(`{"metadata":{"name":%q,"labels":{"url":"https://%s.example"}},"entity_class":"proxy"}`, e, e)
+		if st := apiDo(t, n, "PUT", "/api/core/v2/namespaces/default/entities/"+e, body); st != 201 {
+			t.Fatalf("create entity %s: %d", e, st)
+		}
+	}
+	if st := apiDo(t, n, "PUT", "/api/core/v2/namespaces/default/checks/http",
+		`{"metadata":{"name":"http"},"command":"check-http {{ .labels.url }}","interval":2,"publish":true,"subscriptions":["proxy"],
+		  "proxy_requests":{"entity_attributes":["entity.entity_class == 'proxy'"]}}`); st != 201 {
+		t.Fatalf("create proxy check: %d", st)
+	}
+	seen := map[string]string{}
+	for len(seen) < 2 {
+		var req agentgw.CheckRequest
+		if err := json.Unmarshal([]byte(a.next(agentgw.TypeCheckRequest, 8*time.Second)), &req); err != nil {
+			t.Fatal(err)
+		}
+		seen[req.Config.ProxyEntityName] = req.Config.Command
+	}
+	if seen["site-a"] != "check-http https://site-a.example" || seen["site-b"] != "check-http https://site-b.example" {
+		t.Fatalf("proxy requests: %v", seen)
+	}
+
+	// A result for a proxy entity is stored under it; with a ttl, silence raises an event.
+	res := result("poller", "http", 0, "ttl-1")
+	res.Check.ProxyEntityName, res.Check.Ttl, res.Check.Interval = "site-a", 2, 1
+	a.send(agentgw.TypeEvent, res)
+	a.next(agentgw.TypeAck, 5*time.Second)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var ev events.Event
+		if st := apiGet(t, n, "/api/core/v2/namespaces/default/events/site-a/http", &ev); st == 200 && ev.Check.Status == 1 &&
+			strings.Contains(ev.Check.Output, "Last check execution was") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no TTL event for site-a/http: %+v", ev.Check)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
