@@ -18,6 +18,7 @@ import (
 
 	"github.com/picketmon/picket/etcdx"
 	"github.com/picketmon/picket/node"
+	"github.com/picketmon/picket/node/cluster"
 )
 
 // shutdownTimeout bounds a graceful stop; the issue asks for "within a few seconds".
@@ -96,6 +97,10 @@ func runServer(ctx context.Context, env *Env, args []string) error {
 		return err
 	}
 	warnPlaintext(cfg, log)
+	joining, err := applyJoinFile(cfg, &ncfg, log)
+	if err != nil {
+		return err
+	}
 
 	start := time.Now()
 	n := node.New(ncfg)
@@ -104,6 +109,11 @@ func runServer(ctx context.Context, env *Env, args []string) error {
 			return &exitError{code: 0, err: ctx.Err()}
 		}
 		return err
+	}
+	if joining {
+		if err := cluster.RemoveJoin(cfg.StateDir); err != nil {
+			log.Warn("remove join file", "err", err)
+		}
 	}
 	defer func() {
 		stopCtx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
@@ -123,7 +133,17 @@ func runServer(ctx context.Context, env *Env, args []string) error {
 		}); err != nil {
 			return fmt.Errorf("initialise dev cluster: %w", err)
 		}
+		agentCtx, stopAgent := context.WithCancel(ctx)
+		agentName, agentAPI, waitAgent, err := devAgent(agentCtx, n, cfg.StateDir, agentPassword, log)
+		if err != nil {
+			stopAgent()
+			return err
+		}
+		// Stop the agent before the node (defers run last-in first-out).
+		defer waitAgent()
+		defer stopAgent()
 		printDevBanner(env.Stdout, n.APIURL(), n.AgentURL(), cfg, adminPassword, agentPassword, time.Since(start))
+		fmt.Fprintf(env.Stdout, "  picket list events       # the local agent %s runs check dev-example every 10 s\n\nLocal agent API: %s\nStop with Ctrl-C.\n\n", agentName, agentAPI)
 	}
 	log.Info("picket server ready", "name", cfg.EtcdName, "api", n.APIURL(), "agents", n.AgentURL(), "took", time.Since(start).Round(time.Millisecond).String())
 	notifySystemd("READY=1")
@@ -205,9 +225,6 @@ Picket dev server ready in %s (throw-away: state in %s, deleted on exit)
 Log in with the CLI:
   picket login --api-url %s --username admin --password '%s'
   picket list namespaces
-
-Stop with Ctrl-C.
-
 `, took.Round(time.Millisecond), cfg.StateDir, url, localURL(agentURL), adminPassword, agentPassword, url, adminPassword)
 }
 
@@ -236,6 +253,13 @@ func nodeConfig(cfg *BackendConfig, log *slog.Logger) (node.Config, error) {
 			Username:           cfg.EtcdClientUsername,
 			Password:           cfg.EtcdClientPassword,
 		},
+	}
+	if ttl := os.Getenv("PICKET_TASK_TTL"); ttl != "" {
+		secs, err := strconv.Atoi(ttl)
+		if err != nil || secs < 2 {
+			return nc, fmt.Errorf("PICKET_TASK_TTL: %q is not a whole number of seconds of at least 2", ttl)
+		}
+		nc.TaskTTL = secs
 	}
 	if ttl := os.Getenv("PICKET_ACCESS_TOKEN_TTL"); ttl != "" {
 		d, err := time.ParseDuration(ttl)
@@ -274,14 +298,44 @@ func nodeConfig(cfg *BackendConfig, log *slog.Logger) (node.Config, error) {
 	return nc, nil
 }
 
+// applyJoinFile makes an embedded member with an empty data dir join the cluster that
+// `picket cluster replace` prepared for it: the join file in the state dir overrides
+// etcd-initial-cluster and sets etcd-initial-cluster-state to existing. A join file
+// beside a data dir is stale (the member already started) and is removed. It reports
+// whether the member joins, so the caller removes the file once the member runs.
+func applyJoinFile(cfg *BackendConfig, nc *node.Config, log *slog.Logger) (bool, error) {
+	if nc.Embed == nil {
+		return false, nil
+	}
+	j, err := cluster.ReadJoin(cfg.StateDir)
+	if err != nil || j == nil {
+		return false, err
+	}
+	if etcdx.HasData(nc.Embed.Dir) {
+		log.Info("removing a join file left from an earlier replace: the etcd data dir already holds this member", "file", filepath.Join(cfg.StateDir, cluster.JoinFileName))
+		return false, cluster.RemoveJoin(cfg.StateDir)
+	}
+	if j.Name != cfg.EtcdName {
+		return false, fmt.Errorf("%s prepares member %s, but etcd-name is %s: fix etcd-name or delete the file",
+			filepath.Join(cfg.StateDir, cluster.JoinFileName), j.Name, cfg.EtcdName)
+	}
+	nc.Embed.InitialCluster = j.InitialCluster
+	nc.Embed.InitialClusterState = "existing"
+	log.Info("joining the cluster as a replaced member", "member_id", j.MemberID, "initial_cluster", j.InitialCluster)
+	return true, nil
+}
+
 // warnPlaintext logs loudly when etcd traffic would cross the network unencrypted.
 func warnPlaintext(cfg *BackendConfig, log *slog.Logger) {
 	urls := cfg.EtcdClientURLs
 	if !cfg.NoEmbedEtcd {
 		urls = append(append([]string{}, cfg.EtcdListenClientURLs...), cfg.EtcdListenPeerURLs...)
+		urls = append(append(urls, cfg.EtcdAdvertiseClientURLs...), cfg.EtcdInitialAdvertisePeerURLs...)
 	}
+	seen := map[string]bool{}
 	for _, u := range urls {
-		if strings.HasPrefix(u, "http://") && !isLoopbackURL(u) {
+		if strings.HasPrefix(u, "http://") && !isLoopbackURL(u) && !seen[u] {
+			seen[u] = true
 			log.Warn("PLAINTEXT etcd URL on a non-loopback address: traffic and credentials are unencrypted; use https URLs with certificates from picket certs", "url", u)
 		}
 	}
