@@ -109,7 +109,8 @@ func result(name, check string, status uint32, id string) *events.Event {
 	return ev
 }
 
-func apiGet(t *testing.T, n *nodetest.Node, path string, v any) int {
+// adminToken logs in as the test admin and returns an access token.
+func adminToken(t *testing.T, n *nodetest.Node) string {
 	t.Helper()
 	req, _ := http.NewRequest("GET", n.URL+"/auth", nil)
 	req.SetBasicAuth(nodetest.AdminUser, nodetest.AdminPassword)
@@ -117,48 +118,45 @@ func apiGet(t *testing.T, n *nodetest.Node, path string, v any) int {
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer resp.Body.Close()
 	var tok struct {
 		AccessToken string `json:"access_token"`
 	}
-	json.NewDecoder(resp.Body).Decode(&tok)
-	resp.Body.Close()
-	req, _ = http.NewRequest("GET", n.URL+path, nil)
-	req.Header.Set("Authorization", "Bearer "+tok.AccessToken)
-	resp, err = http.DefaultClient.Do(req)
+	if err := json.NewDecoder(resp.Body).Decode(&tok); err != nil {
+		t.Fatal(err)
+	}
+	return tok.AccessToken
+}
+
+// apiCall sends one authenticated request as the admin and returns the status and body.
+func apiCall(t *testing.T, n *nodetest.Node, method, path, body string) (int, []byte) {
+	t.Helper()
+	req, _ := http.NewRequest(method, n.URL+path, bytes.NewBufferString(body))
+	req.Header.Set("Authorization", "Bearer "+adminToken(t, n))
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
-	if v != nil && resp.StatusCode == 200 {
+	return resp.StatusCode, b
+}
+
+func apiGet(t *testing.T, n *nodetest.Node, path string, v any) int {
+	t.Helper()
+	st, b := apiCall(t, n, "GET", path, "")
+	if v != nil && st == 200 {
 		if err := json.Unmarshal(b, v); err != nil {
 			t.Fatalf("%s: %v: %s", path, err, b)
 		}
 	}
-	return resp.StatusCode
+	return st
 }
 
 func apiDo(t *testing.T, n *nodetest.Node, method, path, body string) int {
 	t.Helper()
-	req, _ := http.NewRequest("GET", n.URL+"/auth", nil)
-	req.SetBasicAuth(nodetest.AdminUser, nodetest.AdminPassword)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var tok struct {
-		AccessToken string `json:"access_token"`
-	}
-	json.NewDecoder(resp.Body).Decode(&tok)
-	resp.Body.Close()
-	req, _ = http.NewRequest(method, n.URL+path, bytes.NewBufferString(body))
-	req.Header.Set("Authorization", "Bearer "+tok.AccessToken)
-	resp, err = http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	return resp.StatusCode
+	st, _ := apiCall(t, n, method, path, body)
+	return st
 }
 
 func TestGatewayHandshake(t *testing.T) {
