@@ -128,8 +128,8 @@ func adminToken(t *testing.T, n *nodetest.Node) string {
 	return tok.AccessToken
 }
 
-// apiCall sends one authenticated request as the admin and returns the status and body.
-func apiCall(t *testing.T, n *nodetest.Node, method, path, body string) (int, []byte) {
+// adminCall sends one authenticated request as the admin and returns the status and body.
+func adminCall(t *testing.T, n *nodetest.Node, method, path, body string) (int, []byte) {
 	t.Helper()
 	req, _ := http.NewRequest(method, n.URL+path, bytes.NewBufferString(body))
 	req.Header.Set("Authorization", "Bearer "+adminToken(t, n))
@@ -144,7 +144,7 @@ func apiCall(t *testing.T, n *nodetest.Node, method, path, body string) (int, []
 
 func apiGet(t *testing.T, n *nodetest.Node, path string, v any) int {
 	t.Helper()
-	st, b := apiCall(t, n, "GET", path, "")
+	st, b := adminCall(t, n, "GET", path, "")
 	if v != nil && st == 200 {
 		if err := json.Unmarshal(b, v); err != nil {
 			t.Fatalf("%s: %v: %s", path, err, b)
@@ -155,7 +155,7 @@ func apiGet(t *testing.T, n *nodetest.Node, path string, v any) int {
 
 func apiDo(t *testing.T, n *nodetest.Node, method, path, body string) int {
 	t.Helper()
-	st, _ := apiCall(t, n, method, path, body)
+	st, _ := adminCall(t, n, method, path, body)
 	return st
 }
 
