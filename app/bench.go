@@ -51,6 +51,8 @@ type benchConfig struct {
 	checkInterval            time.Duration
 	adminUser, adminPassword string
 	sched                    *schedLatency
+	// handlers are named in every check result, to measure intake with the pipeline busy.
+	handlers []string
 }
 
 // schedLatency measures check requests' arrival against their grid time.
@@ -101,6 +103,7 @@ func runBench(ctx context.Context, env *Env, args []string) error {
 	fs.DurationVar(&c.checkInterval, "check-interval", 10*time.Second, "interval of the measured checks")
 	fs.StringVar(&c.adminUser, "admin-user", "admin", "API user that creates and deletes the measured checks")
 	fs.StringVar(&c.adminPassword, "admin-password", "", "its password (default: $PICKET_ADMIN_PASSWORD)")
+	fs.StringSliceVar(&c.handlers, "handlers", nil, "handlers every check result names, e.g. --handlers slow-pipe (default: none)")
 	fs.IntVar(&c.sources, "source-addresses", 8, "loopback source addresses to spread connections over (127.0.0.10…), for more than ~28,000 ports")
 	if err := parseModeFlags(fs, args[1:]); err != nil {
 		return err
@@ -417,6 +420,7 @@ func benchEvents(ctx context.Context, agents []*benchAgent, c benchConfig, sent 
 			ev.Check.Status = uint32(i % 3)
 			ev.Check.Output = "bench output " + strconv.Itoa(i)
 			ev.Check.Executed = time.Now().Unix()
+			ev.Check.Handlers = c.handlers
 			ev.ID = hex.EncodeToString(randBytes(16))
 			payload, _ := json.Marshal(ev)
 			a.mu.Lock()

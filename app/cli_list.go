@@ -56,6 +56,7 @@ func runList(ctx context.Context, env *Env, args []string) error {
 			"picket list checks",
 			"picket list entities -A",
 			"picket list events --namespace production --format json",
+			"picket list aggregates",
 		},
 	})
 	addFormatFlag(fs, &format)
@@ -71,6 +72,9 @@ func runList(ctx context.Context, env *Env, args []string) error {
 	}
 	if fs.NArg() != 1 {
 		return usageErrorf("want exactly one KIND, e.g. picket list checks; %s", kindsHelp())
+	}
+	if isAggregates(fs.Arg(0)) {
+		return listAggregates(ctx, env, &f, format, allNS)
 	}
 	k, err := lookupKind(fs.Arg(0))
 	if err != nil {

@@ -39,17 +39,22 @@ var commands map[string]command
 
 func init() {
 	commands = map[string]command{
-		"server":  {"run a backend node (etcd member, REST API, agent gateway)", runServer},
-		"agent":   {"run an agent: keepalives, checks and the local agent API on this host", runAgent},
-		"init":    {"seed a new cluster: default namespace, admin user, agent user", runInit},
-		"login":   {"log in to a Picket API and store the tokens for later commands", runLogin},
-		"create":  {"create or replace resources from wrapped YAML/JSON files (-f)", runCreate},
-		"dump":    {"write resources in the wrapped format, for backup or migration", runDump},
-		"list":    {"list resources of a kind", runList},
-		"get":     {"show one resource", runGet},
-		"delete":  {"delete one resource", runDelete},
-		"version": {"print the version, commit and build date", runVersion},
-		"bench":   {"measure a backend with simulated agents and load", runBench},
+		"server":   {"run a backend node (etcd member, REST API, agent gateway)", runServer},
+		"agent":    {"run an agent: keepalives, checks and the local agent API on this host", runAgent},
+		"init":     {"seed a new cluster: default namespace, admin user, agent user", runInit},
+		"login":    {"log in to a Picket API and store the tokens for later commands", runLogin},
+		"create":   {"create or replace resources from wrapped YAML/JSON files (-f)", runCreate},
+		"dump":     {"write resources in the wrapped format, for backup or migration", runDump},
+		"list":     {"list resources of a kind", runList},
+		"get":      {"show one resource", runGet},
+		"delete":   {"delete one resource", runDelete},
+		"version":  {"print the version, commit and build date", runVersion},
+		"bench":    {"measure a backend with simulated agents and load", runBench},
+		"silence":  {"silence events of a subscription, a check, or both", runSilence},
+		"cluster":  {"cluster health, members (list, add, remove, update, replace) and task owners", runCluster},
+		"certs":    {"create a CA and per-node and client certificates for a TLS cluster", runCerts},
+		"snapshot": {"save an etcd snapshot of the cluster, or restore one into a new data dir", runSnapshot},
+		"console":  {"the terminal UI: bootstrap, join, live member health, replace (default in a terminal)", runConsole},
 	}
 }
 
@@ -89,6 +94,9 @@ func Main(ctx context.Context, args []string) int {
 
 // Run dispatches one command line with the given environment and returns the exit code.
 func Run(ctx context.Context, env *Env, args []string) int {
+	if len(args) == 0 && env.Interactive {
+		args = []string{"console"}
+	}
 	if len(args) == 0 {
 		usage(env.Stderr)
 		return 2

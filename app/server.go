@@ -108,6 +108,12 @@ func runServer(ctx context.Context, env *Env, args []string) error {
 		if ctx.Err() != nil {
 			return &exitError{code: 0, err: ctx.Err()}
 		}
+		if cfg.NoEmbedEtcd && strings.Contains(err.Error(), "authentication failed") {
+			return fmt.Errorf("%w; check the user and password in PICKET_BACKEND_ETCD_CLIENT_USERNAME and PICKET_BACKEND_ETCD_CLIENT_PASSWORD (user %q)", err, cfg.EtcdClientUsername)
+		}
+		if cfg.NoEmbedEtcd && strings.Contains(err.Error(), "permission denied") {
+			return fmt.Errorf("%w; the etcd user %q needs read and write permission on the key range /picket/ (etcdctl role grant-permission ROLE readwrite --from-key /picket/ or --prefix /picket/)", err, cfg.EtcdClientUsername)
+		}
 		return err
 	}
 	if joining {

@@ -99,7 +99,16 @@ type EmbedConfig struct {
 
 	// StartTimeout bounds StartEmbedded; DefaultStartTimeout when 0.
 	StartTimeout time.Duration
+
+	// JoinCheckWait is how long a member with an empty data dir waits for one of the
+	// peers named in InitialCluster to answer before it starts (DefaultJoinCheckWait when
+	// 0, negative to skip the check). See StartEmbedded.
+	JoinCheckWait time.Duration
 }
+
+// DefaultJoinCheckWait is how long StartEmbedded asks the peers of a member with an empty
+// data dir about their cluster; etcd itself gives up after about a second.
+const DefaultJoinCheckWait = 3 * time.Second
 
 // Embedded is a running embedded etcd member.
 type Embedded struct {
@@ -125,6 +134,14 @@ type Embedded struct {
 // second server on the same dir fails at once with an error wrapping ErrLocked, and checks
 // the listen addresses, failing with an error wrapping ErrAddrInUse when one is taken.
 // Starting again on a dir that holds data keeps the data.
+//
+// Because etcd reads the membership settings only on the first start, StartEmbedded
+// checks them around it. With an empty data dir and peers in InitialCluster it first
+// asks those peers about their cluster and refuses (ErrClusterTooOld, ErrNotAMember,
+// ErrAlreadyBootstrapped) to join a cluster older than MinClusterVersion, to join one
+// that was not told about this member, or to start a wiped member the cluster knows as
+// started. With a data dir that holds a one-member cluster while InitialCluster names
+// peers, it stops the member again and fails with ErrStaleMember, saying what to do.
 func StartEmbedded(ctx context.Context, cfg EmbedConfig) (*Embedded, error) {
 	quiet := new(atomic.Bool)
 	ecfg, err := cfg.etcdConfig(quiet)
@@ -145,6 +162,17 @@ func StartEmbedded(ctx context.Context, cfg EmbedConfig) (*Embedded, error) {
 	if err := checkListeners(ecfg); err != nil {
 		lock.unlock()
 		return nil, err
+	}
+	hadData := HasData(cfg.Dir)
+	if !hadData && cfg.JoinCheckWait >= 0 {
+		wait := cfg.JoinCheckWait
+		if wait == 0 {
+			wait = DefaultJoinCheckWait
+		}
+		if err := checkJoin(ctx, ecfg, wait); err != nil {
+			lock.unlock()
+			return nil, fmt.Errorf("start etcd member %s: %w", ecfg.Name, err)
+		}
 	}
 
 	streamCtx, stopStreams := context.WithCancel(context.Background())
@@ -198,6 +226,12 @@ wait:
 			e.shutdown()
 			return nil, fmt.Errorf("start etcd: not ready after %s (a member of a multi-node cluster waits for a quorum of its peers): %w",
 				time.Since(start).Round(time.Millisecond), context.Cause(ctx))
+		}
+	}
+	if hadData {
+		if err := checkStale(ee, ecfg); err != nil {
+			e.shutdown()
+			return nil, fmt.Errorf("start etcd member %s: %w", ecfg.Name, err)
 		}
 	}
 	if e.log != nil {
@@ -493,4 +527,28 @@ func randomToken() string {
 	b := make([]byte, 8)
 	_, _ = rand.Read(b) // crypto/rand.Read never fails on supported platforms
 	return "picket-" + hex.EncodeToString(b)
+}
+
+// MemberID is this member's ID in its cluster.
+func (e *Embedded) MemberID() uint64 { return uint64(e.etcd.Server.MemberID()) }
+
+// IsLearner reports whether this member is a learner, which serves no client requests.
+func (e *Embedded) IsLearner() bool { return e.etcd.Server.IsLearner() }
+
+// WaitPromoted returns once this member is a voter (at once when it is one), or with
+// ctx's error. A member added back as a learner by `picket cluster replace` is promoted
+// once it has caught up with the leader; until then it cannot serve the node.
+func (e *Embedded) WaitPromoted(ctx context.Context) error {
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	for e.IsLearner() {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("wait for this learner to be promoted: %w", context.Cause(ctx))
+		case <-e.etcd.Server.StopNotify():
+			return errors.New("etcd stopped while this member was a learner")
+		case <-t.C:
+		}
+	}
+	return nil
 }

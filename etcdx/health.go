@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"net/url"
 	"strings"
 	"sync"
 	"time"
@@ -124,6 +126,12 @@ func memberHealthy(ctx context.Context, base ClientConfig, urls []string, cluste
 	defer c.Close()
 	var lastErr error
 	for _, ep := range urls {
+		// A plain TCP dial first: gRPC retries a refused connection until the deadline and
+		// then reports only that, while the operator wants the dial error.
+		if err := dialCheck(ctx, ep); err != nil {
+			lastErr = err
+			continue
+		}
 		st, err := c.Status(ctx, ep)
 		if err != nil {
 			lastErr = err
@@ -153,4 +161,24 @@ func memberHealthy(ctx context.Context, base ClientConfig, urls []string, cluste
 		lastErr = errors.New("no client URLs")
 	}
 	return lastErr
+}
+
+// dialCheck opens and closes a TCP connection to the host:port of the client URL ep.
+func dialCheck(ctx context.Context, ep string) error {
+	host := ep
+	if u, err := url.Parse(ep); err == nil && u.Host != "" {
+		host = u.Host
+	}
+	dctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	var d net.Dialer
+	conn, err := d.DialContext(dctx, "tcp", host)
+	if err != nil {
+		var oe *net.OpError
+		if errors.As(err, &oe) {
+			return oe
+		}
+		return err
+	}
+	return conn.Close()
 }

@@ -68,3 +68,19 @@ func (l *dirLock) unlock() error {
 	l.f = nil
 	return err
 }
+
+// LockHolder reports whether the data dir dir is locked by a running server, and that
+// server's pid when it wrote one. It takes the lock for a moment when it is free.
+func LockHolder(dir string) (pid int, held bool, err error) {
+	l, err := lockDir(dir)
+	if errors.Is(err, ErrLocked) {
+		if b, rerr := os.ReadFile(filepath.Clean(dir) + ".lock"); rerr == nil {
+			pid, _ = strconv.Atoi(strings.TrimSpace(string(b)))
+		}
+		return pid, true, nil
+	}
+	if err != nil {
+		return 0, false, err
+	}
+	return 0, false, l.unlock()
+}

@@ -38,6 +38,9 @@ type CheckConfig struct {
 	Pipelines              []ResourceReference `json:"pipelines,omitempty"`
 	// Scheduler is the scheduler Sensu used ("memory", "etcd", ...); informational.
 	Scheduler string `json:"scheduler,omitempty"`
+	// Aggregate (a Picket extension) names the check aggregate that counts the latest
+	// result of this check per entity; see AggregateRecord.
+	Aggregate string `json:"aggregate,omitempty"`
 
 	extra map[string]json.RawMessage
 }
@@ -129,6 +132,15 @@ func (c *CheckConfig) Validate() error {
 	}
 	p.nonEmptyItems("subscriptions", c.Subscriptions)
 	p.nonEmptyItems("handlers", c.Handlers)
+	p.nonEmptyItems("output_metric_handlers", c.OutputMetricHandlers)
+	if c.Aggregate != "" && !nameRE.MatchString(c.Aggregate) {
+		p.add("aggregate", "%q is not a valid aggregate name; use only letters, digits, '_', '.', '-' or ':'", c.Aggregate)
+	}
+	if v, ok := c.Metadata.Annotations[AggregateRetentionAnnotation]; ok {
+		if _, err := parseRetention(v); err != nil {
+			p.add("metadata.annotations."+AggregateRetentionAnnotation, "%v", err)
+		}
+	}
 	if c.MaxOutputSize < 0 {
 		p.add("max_output_size", "must be zero (no limit) or a positive number of bytes (got %d)", c.MaxOutputSize)
 	}

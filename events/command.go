@@ -43,6 +43,9 @@ type CommandSpec struct {
 	MaxOutput int
 	// Dir is the working directory; empty means the caller's.
 	Dir string
+	// Stderr, if set, receives standard error, and Output holds standard output only
+	// (pipe mutators, whose output is data). Nil interleaves both streams in Output.
+	Stderr io.Writer
 }
 
 // CommandResult is what a command did.
@@ -90,6 +93,9 @@ func run(ctx context.Context, spec CommandSpec) CommandResult {
 	cmd.Env = append(os.Environ(), spec.Env...)
 	cmd.Dir = spec.Dir
 	cmd.Stdout, cmd.Stderr = pw, pw
+	if spec.Stderr != nil {
+		cmd.Stderr = spec.Stderr
+	}
 	if spec.Stdin != nil {
 		cmd.Stdin = bytes.NewReader(spec.Stdin)
 	}

@@ -3,6 +3,7 @@ package events
 import (
 	"encoding/json"
 	"fmt"
+	"strings"
 )
 
 // Handler types, in Handler.Type. An empty type means pipe.
@@ -129,7 +130,8 @@ func (f *EventFilter) UnmarshalJSON(b []byte) error {
 	return err
 }
 
-// Validate reports every problem with the filter. Expressions are not compiled here.
+// Validate reports every problem with the filter, compiling each expression so that one
+// that does not compile is reported at expressions[i] with its position.
 func (f *EventFilter) Validate() error {
 	var p problems
 	p.meta("", f.Metadata)
@@ -144,6 +146,10 @@ func (f *EventFilter) Validate() error {
 		p.add("expressions", "at least one expression is required, e.g. event.check.occurrences == 1")
 	}
 	p.nonEmptyItems("expressions", f.Expressions)
+	validateExpressions(&p, "expressions", f.Expressions)
+	if _, err := parseWhen(f.When); err != nil {
+		p.add("when", "%s", strings.TrimPrefix(err.Error(), "when: "))
+	}
 	return p.err()
 }
 
@@ -193,6 +199,8 @@ func (m *Mutator) Validate() error {
 	case MutatorJavaScript:
 		if m.Eval == "" {
 			p.add("eval", "required for a javascript mutator; set the script that returns the new event")
+		} else if _, err := compileMutatorScript(m.Eval); err != nil {
+			p.add("eval", "does not compile: %v", err)
 		}
 	default:
 		p.add("type", "%q is not a mutator type; use pipe or javascript", m.Type)

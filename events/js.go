@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"text/template"
@@ -86,9 +88,23 @@ func CompileExpressions(src []string) (*Expressions, error) {
 	return e, nil
 }
 
+// parserPosRE reads the position and message out of a goja parser error such as
+// "expression[0]: Line 1:23 Unexpected token ) (and 1 more errors)".
+var parserPosRE = regexp.MustCompile(`Line (\d+):(\d+) (.*?)(?: \(and \d+ more errors\))?$`)
+
 func cleanJSError(err error) error {
 	var ce *goja.CompilerSyntaxError
 	if errors.As(err, &ce) {
+		if ce.File == nil {
+			// The parser's own errors carry no file; their message has the position
+			// ("Line 1:22 Unexpected token )"), counted with the "(" we wrapped the
+			// expression in.
+			if m := parserPosRE.FindStringSubmatch(ce.Message); m != nil {
+				col, _ := strconv.Atoi(m[2])
+				return fmt.Errorf("syntax error at line %s, column %d: %s", m[1], max(col-1, 1), m[3])
+			}
+			return fmt.Errorf("syntax error: %s", ce.Message)
+		}
 		return fmt.Errorf("syntax error at column %d: %s", ce.File.Position(int(ce.Offset)).Column-1, ce.Message)
 	}
 	return err

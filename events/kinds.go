@@ -3,6 +3,7 @@ package events
 import (
 	"reflect"
 	"sort"
+	"time"
 )
 
 func init() {
@@ -57,7 +58,8 @@ func typeNames() []string {
 // SetDefaults fills in what Picket assumes when a resource leaves it out: the namespace
 // (namespace, or "default" when that is empty too) for namespaced kinds, an entity's own
 // "entity:<name>" subscription and default redact list, a silence's derived name, and an
-// event's namespace from its entity. It does not touch an event's timestamp.
+// event's namespace from its entity, and a silence's expire_at when it has an expire
+// (expire seconds after begin or now). It does not touch an event's timestamp.
 func SetDefaults(r Resource, namespace string) {
 	if namespace == "" {
 		namespace = "default"
@@ -73,6 +75,7 @@ func SetDefaults(r Resource, namespace string) {
 		if v.Subscription != "" || v.Check != "" {
 			v.Metadata.Name = SilencedName(v.Subscription, v.Check)
 		}
+		v.setExpireAt(time.Now())
 	case *Event:
 		m := v.Meta() // takes the entity's namespace when the event has none
 		if m.Namespace == "" {

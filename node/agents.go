@@ -145,6 +145,7 @@ func (n *Node) handleKeepalive(ctx context.Context, ev *events.Event, now time.T
 	}
 	recVal, _ := json.Marshal(rec)
 	kev := keepaliveEvent(ent, chk, 0, fmt.Sprintf("Keepalive last sent from %s at %s", name, now.UTC().Format(time.RFC3339)), now)
+	n.beforeStore(kev, now)
 	err = n.writeEvent(ctx, kev, now,
 		clientv3.OpPut(entityKey(ns, name), string(entVal)),
 		clientv3.OpPut(keepaliveKey(ns, name), string(recVal)),
@@ -152,6 +153,7 @@ func (n *Node) handleKeepalive(ctx context.Context, ev *events.Event, now time.T
 	if err != nil {
 		return fmt.Errorf("store keepalive of %s/%s: %w", ns, name, err)
 	}
+	n.afterStore(kev)
 	return nil
 }
 
@@ -192,7 +194,8 @@ func (n *Node) nextEventState(ctx context.Context, ev *events.Event, now time.Ti
 func (n *Node) handleResult(ctx context.Context, ev *events.Event, now time.Time, cmp []clientv3.Cmp, extra ...clientv3.Op) error {
 	if ev.Check == nil || ev.Check.Metadata.Name == "" {
 		if ev.HasMetrics() {
-			return nil // metrics-only events are handled by the pipeline, not stored
+			n.afterStore(ev) // metrics-only events are handled by the pipeline, not stored
+			return nil
 		}
 		return errors.New("event has no check name")
 	}
@@ -221,10 +224,24 @@ func (n *Node) handleResult(ctx context.Context, ev *events.Event, now time.Time
 		rec, _ := json.Marshal(ttlRecord{Executed: ev.Check.Executed, TTL: ev.Check.Ttl})
 		ops = append(ops, clientv3.OpPut(ttlKey(ns, ev.Entity.Metadata.Name, ev.Check.Metadata.Name), string(rec)))
 	}
+	if op := aggregateOp(ev, now); op != nil {
+		ops = append(ops, *op)
+	}
 	ops = append(ops, extra...)
+	n.beforeStore(ev, now)
 	if cmp == nil {
-		// Agent results go through the in-memory state and the grouped writer.
-		return n.writeEvent(ctx, ev, now, ops...)
+		// Agent results go through the in-memory state and the grouped writer. The state
+		// computation always sets a history (what a client sends there is not used), so
+		// an event left without one was a resend that writeEvent acknowledged without
+		// storing it again, and it is not handled twice.
+		ev.Check.History = nil
+		if err := n.writeEvent(ctx, ev, now, ops...); err != nil {
+			return err
+		}
+		if len(ev.Check.History) > 0 {
+			n.afterStore(ev)
+		}
+		return nil
 	}
 	// Fenced writes of the monitors read the stored state and commit on their own.
 	key, val, err := n.nextEventState(ctx, ev, now)
@@ -239,5 +256,6 @@ func (n *Node) handleResult(ctx context.Context, ev *events.Event, now time.Time
 	if !resp.Succeeded {
 		return etcdx.ErrConflict
 	}
+	n.afterStore(ev)
 	return nil
 }

@@ -32,9 +32,8 @@ func (n *Node) registerGatewayMetrics() {
 	)
 }
 
-// runAggregatePruner holds the aggregate-pruner task. Check aggregates arrive with the
-// event pipeline; until then the owner has nothing to prune and only keeps the task.
-func (n *Node) runAggregatePruner(ctx context.Context, _ *etcdx.Leadership) error {
-	<-ctx.Done()
-	return ctx.Err()
+// runAggregatePruner is the aggregate-pruner task: it removes aggregate results older
+// than their retention (see pruneAggregates).
+func (n *Node) runAggregatePruner(ctx context.Context, l *etcdx.Leadership) error {
+	return n.pruneAggregates(ctx, l)
 }

@@ -324,6 +324,9 @@ func (s *Server) handleCoreV2(w http.ResponseWriter, r *http.Request, p *Princip
 		}
 		return
 	}
+	if s.routeAggregates(w, r, rest, p) {
+		return
+	}
 	rt, err := parseResourcePath(rest)
 	if err != nil {
 		writeError(w, err)

@@ -1,0 +1,190 @@
+package events
+
+import (
+	"encoding/json"
+	"errors"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+func testEvent(status uint32, history ...uint32) *Event {
+	ent := &Entity{EntityClass: EntityAgent, Subscriptions: []string{"linux", "entity:web1"}}
+	ent.Metadata = ObjectMeta{Name: "web1", Namespace: "default", Labels: map[string]string{"env": "prod"}}
+	c := &Check{}
+	c.Metadata = ObjectMeta{Name: "disk", Namespace: "default"}
+	c.Subscriptions = []string{"linux"}
+	c.Status, c.Output, c.Executed = status, "disk output", time.Now().Unix()
+	c.Handlers = []string{"h"}
+	for _, s := range history {
+		c.History = append(c.History, History{Status: s, Executed: c.Executed})
+	}
+	c.History = append(c.History, History{Status: status, Executed: c.Executed})
+	c.Occurrences = 1
+	return &Event{Entity: ent, Check: c, Timestamp: c.Executed}
+}
+
+func TestFilterRemoves(t *testing.T) {
+	monday10 := time.Date(2024, 1, 1, 10, 0, 0, 0, time.UTC) // a Monday
+	cases := []struct {
+		name    string
+		filter  EventFilter
+		ev      *Event
+		now     time.Time
+		removed bool
+		err     bool
+	}{
+		{"allow all true", EventFilter{Action: "allow", Expressions: []string{"event.check.occurrences == 1", "event.entity.labels.env == 'prod'"}}, testEvent(2), monday10, false, false},
+		{"allow one false", EventFilter{Action: "allow", Expressions: []string{"event.check.occurrences == 1", "event.check.status == 0"}}, testEvent(2), monday10, true, false},
+		{"deny none true", EventFilter{Action: "deny", Expressions: []string{"event.check.status == 0", "event.entity.name == 'db1'"}}, testEvent(2), monday10, false, false},
+		{"deny one true", EventFilter{Action: "deny", Expressions: []string{"event.check.status == 0", "event.entity.name == 'web1'"}}, testEvent(2), monday10, true, false},
+		{"metadata lifted", EventFilter{Action: "allow", Expressions: []string{"event.check.name == 'disk' && event.entity.metadata.name == 'web1'"}}, testEvent(1), monday10, false, false},
+		{"helpers", EventFilter{Action: "allow", Expressions: []string{"seconds_since(event.check.executed) < 60", "hour(0) == 0", "weekday(0) == 4"}}, testEvent(1), monday10, false, false},
+		{"runtime error continues", EventFilter{Action: "allow", Expressions: []string{"event.nothing.here == 1"}}, testEvent(1), monday10, false, true},
+		{"runtime error on deny continues", EventFilter{Action: "deny", Expressions: []string{"undefinedFunction()"}}, testEvent(1), monday10, false, true},
+		{"allow inside when", EventFilter{Action: "allow", Expressions: []string{"true"},
+			When: json.RawMessage(`{"days":{"monday":[{"begin":"9:00 AM","end":"5:00 PM"}]}}`)}, testEvent(1), monday10, false, false},
+		{"allow outside when", EventFilter{Action: "allow", Expressions: []string{"true"},
+			When: json.RawMessage(`{"days":{"monday":[{"begin":"9:00 AM","end":"5:00 PM"}]}}`)}, testEvent(1), monday10.Add(8 * time.Hour), true, false},
+		{"deny inside when", EventFilter{Action: "deny", Expressions: []string{"false"},
+			When: json.RawMessage(`{"days":{"all":[{"begin":"9:00 AM","end":"5:00 PM"}]}}`)}, testEvent(1), monday10, true, false},
+		{"deny outside when", EventFilter{Action: "deny", Expressions: []string{"false"},
+			When: json.RawMessage(`{"days":{"all":[{"begin":"9:00 AM","end":"5:00 PM"}]}}`)}, testEvent(1), monday10.Add(-2 * time.Hour), false, false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			c.filter.Metadata.Name = "f"
+			f, err := CompileFilter(&c.filter)
+			if err != nil {
+				t.Fatalf("compile: %v", err)
+			}
+			removed, err := f.Removes(c.ev, c.now)
+			if (err != nil) != c.err {
+				t.Fatalf("err = %v, want error %v", err, c.err)
+			}
+			if removed != c.removed {
+				t.Fatalf("removed = %v, want %v", removed, c.removed)
+			}
+		})
+	}
+}
+
+func TestFilterCompileErrorReported(t *testing.T) {
+	f := &EventFilter{Action: "allow", Expressions: []string{"event.check.status ==", "true"}}
+	f.Metadata.Name = "broken"
+	cf, err := CompileFilter(f)
+	if err == nil {
+		t.Fatal("a broken expression compiled")
+	}
+	removed, err := cf.Removes(testEvent(1), time.Now())
+	if removed || err == nil {
+		t.Fatalf("a filter that does not compile must let the event continue with an error: removed %v, err %v", removed, err)
+	}
+}
+
+func TestFilterValidateNamesExpression(t *testing.T) {
+	f := &EventFilter{Action: "allow", Expressions: []string{"event.check.status == 1", "event.check.status === (", "ok("}}
+	f.Metadata.Name = "f"
+	err := f.Validate()
+	var ve ValidationError
+	if !errors.As(err, &ve) {
+		t.Fatalf("want a ValidationError, got %v", err)
+	}
+	fields := map[string]string{}
+	for _, fe := range ve {
+		fields[fe.Field] = fe.Message
+	}
+	if _, ok := fields["expressions[0]"]; ok {
+		t.Fatalf("a valid expression was reported: %v", ve)
+	}
+	for _, k := range []string{"expressions[1]", "expressions[2]"} {
+		if !strings.Contains(fields[k], "column") {
+			t.Fatalf("%s: want the error with its position, got %q (all: %v)", k, fields[k], ve)
+		}
+	}
+	bad := &EventFilter{Action: "allow", Expressions: []string{"true"}, When: json.RawMessage(`{"days":{"someday":[]}}`)}
+	bad.Metadata.Name = "w"
+	if err := bad.Validate(); err == nil || !strings.Contains(err.Error(), "when") {
+		t.Fatalf("bad when: %v", err)
+	}
+}
+
+func TestBuiltinFilters(t *testing.T) {
+	silenced := testEvent(2)
+	silenced.Check.IsSilenced, silenced.Check.Silenced = true, []string{"linux:*"}
+	metrics := testEvent(0)
+	metrics.Metrics = &Metrics{Points: []MetricPoint{{Name: "x", Value: 1}}}
+	cases := []struct {
+		filter  string
+		ev      *Event
+		removed bool
+	}{
+		{FilterIsIncident, testEvent(2), false},
+		{FilterIsIncident, testEvent(1, 0), false},
+		{FilterIsIncident, testEvent(0, 2), false}, // resolution
+		{FilterIsIncident, testEvent(0, 0), true},
+		{FilterIsIncident, testEvent(0), true},
+		{FilterIsIncident, &Event{}, true},
+		{FilterNotSilenced, testEvent(2), false},
+		{FilterNotSilenced, silenced, true},
+		{FilterHasMetrics, testEvent(0), true},
+		{FilterHasMetrics, metrics, false},
+	}
+	for i, c := range cases {
+		if got := BuiltinRemoves(c.filter, c.ev); got != c.removed {
+			t.Errorf("%d: %s removed = %v, want %v", i, c.filter, got, c.removed)
+		}
+	}
+}
+
+func BenchmarkFilterEval(b *testing.B) {
+	f := &EventFilter{Action: "allow", Expressions: []string{"event.check.occurrences == 1 && event.entity.labels.env == 'prod'"}}
+	f.Metadata.Name = "bench"
+	cf, err := CompileFilter(f)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ev := testEvent(2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+	now := time.Now()
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if removed, err := cf.Removes(ev, now); err != nil || removed {
+				b.Fatalf("removed %v err %v", removed, err)
+			}
+		}
+	})
+}
+
+func TestLazyViewMatchesSynthesize(t *testing.T) {
+	ev := testEvent(2, 0, 1)
+	ev.Metrics = &Metrics{Handlers: []string{"m"}, Points: []MetricPoint{{Name: "a", Value: 1.5, Tags: []MetricTag{{Name: "k", Value: "v"}}}}}
+	ev.Check.Subdue = json.RawMessage(`{"days":{}}`)
+	ev.Check.extra = map[string]json.RawMessage{"custom": json.RawMessage(`{"x":[1,2]}`)}
+	vm := newRuntime()
+	if err := vm.Set("event", jsValue(vm, reflect.ValueOf(ev))); err != nil {
+		t.Fatal(err)
+	}
+	v, err := vm.RunString("JSON.stringify(event)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got, want any
+	if err := json.Unmarshal([]byte(v.String()), &got); err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := json.Marshal(Synthesize(ev))
+	_ = json.Unmarshal(raw, &want)
+	if !reflect.DeepEqual(got, want) {
+		g, _ := json.Marshal(got)
+		t.Fatalf("lazy view differs from Synthesize:\n got %s\nwant %s", g, raw)
+	}
+	// Scripts may write to the view; the event stays as it was.
+	if _, err := vm.RunString("event.check.status = 0; event.check.history.push({status: 9}); delete event.entity.name"); err != nil {
+		t.Fatal(err)
+	}
+	if ev.Check.Status != 2 || len(ev.Check.History) != 3 {
+		t.Fatalf("a script changed the event: %+v", ev.Check)
+	}
+}
