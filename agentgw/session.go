@@ -252,4 +252,3 @@ func (s *session) sendEntityConfig() {
 	}
 	s.enqueue(Encode(TypeEntityConfig, payload), s.g.cfg.SendQueue)
 }
-

@@ -115,6 +115,7 @@ type Embedded struct {
 	etcd       *embed.Etcd
 	lock       *dirLock
 	clientURLs []string
+	localURLs  []string
 	log        *slog.Logger
 	quiet      *atomic.Bool // set when closing: demotes etcd's shutdown noise
 
@@ -194,6 +195,7 @@ func StartEmbedded(ctx context.Context, cfg EmbedConfig) (*Embedded, error) {
 		etcd:        ee,
 		lock:        lock,
 		clientURLs:  urlStrings(ecfg.AdvertiseClientUrls),
+		localURLs:   urlStrings(advertiseFrom(ecfg.ListenClientUrls)),
 		log:         cfg.Logger,
 		quiet:       quiet,
 		stopStreams: stopStreams,
@@ -291,6 +293,13 @@ func (e *Embedded) watchErrors() {
 // client URLs).
 func (e *Embedded) ClientURLs() []string {
 	return append([]string(nil), e.clientURLs...)
+}
+
+// LocalClientURLs are the member's listen client URLs with wildcard hosts made
+// loopback: what a client in the same process should dial. Advertised URLs may name
+// hosts this machine cannot resolve or reach.
+func (e *Embedded) LocalClientURLs() []string {
+	return append([]string(nil), e.localURLs...)
 }
 
 // Err reports a fatal error of the running member (at most one); it is closed by Close.

@@ -152,7 +152,7 @@ func (n *Node) Start(ctx context.Context) (err error) {
 			n.log.Info("promoted to a voting member")
 		}
 		if len(clientCfg.Endpoints) == 0 {
-			clientCfg.Endpoints = n.etcd.ClientURLs()
+			clientCfg.Endpoints = n.etcd.LocalClientURLs()
 		}
 		n.wg.Add(1)
 		go func() {
@@ -181,7 +181,11 @@ func (n *Node) Start(ctx context.Context) (err error) {
 	n.batch = etcdx.NewBatcher(n.client, 6, maxOps, 5*time.Millisecond)
 	n.states = newStateCache(200_000)
 
-	auth, err := api.NewAuth(ctx, n.store, n.cfg.AccessTokenTTL, n.cfg.RefreshTokenTTL)
+	// The first reads from etcd: bounded, so a member that never answers is reported
+	// instead of hanging the start.
+	actx, acancel := context.WithTimeout(ctx, 60*time.Second)
+	auth, err := api.NewAuth(actx, n.store, n.cfg.AccessTokenTTL, n.cfg.RefreshTokenTTL)
+	acancel()
 	if err != nil {
 		closeListeners()
 		return fmt.Errorf("etcd at %v is not usable: %w", clientCfg.Endpoints, err)
