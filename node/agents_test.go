@@ -445,3 +445,33 @@ func TestProxyChecksAndTTL(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 	}
 }
+
+func TestDeregisterRemovesEntity(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a real etcd member and waits for a keepalive timeout")
+	}
+	n := nodetest.Start(t)
+	a, err := dialAgent(t, n.AgentURL, "ephemeral1", "default", "agent", nodetest.AgentPassword, nil, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ka := keepalive("ephemeral1", 2)
+	ka.Entity.Deregister = true
+	a.send(agentgw.TypeKeepalive, ka)
+	a.send(agentgw.TypeEvent, result("ephemeral1", "disk", 0, "d-1"))
+	a.next(agentgw.TypeAck, 5*time.Second)
+	if st := apiGet(t, n, "/api/core/v2/namespaces/default/entities/ephemeral1", nil); st != 200 {
+		t.Fatalf("entity not created: %d", st)
+	}
+	a.conn.CloseNow()
+	deadline := time.Now().Add(10 * time.Second)
+	for apiGet(t, n, "/api/core/v2/namespaces/default/entities/ephemeral1", nil) != 404 {
+		if time.Now().After(deadline) {
+			t.Fatal("entity with deregister: true still there after its keepalives stopped")
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if st := apiGet(t, n, "/api/core/v2/namespaces/default/events/ephemeral1/disk", nil); st != 404 {
+		t.Fatalf("its events should go too: %d", st)
+	}
+}
