@@ -9,6 +9,8 @@ import (
 	"sort"
 	"strings"
 	"sync"
+
+	fastjson "github.com/goccy/go-json"
 )
 
 // This file holds the small JSON codec every resource uses so that a resource read from
@@ -199,7 +201,7 @@ func unmarshalKeeping(data []byte, v any) (map[string]json.RawMessage, error) {
 	// path below, which keeps unknown keys and names the field of an error.
 	if t := bytes.TrimSpace(data); len(t) > 0 && t[0] == '{' {
 		p := info.toPlain(rv)
-		dec := json.NewDecoder(bytes.NewReader(t))
+		dec := fastjson.NewDecoder(bytes.NewReader(t))
 		dec.DisallowUnknownFields()
 		if err := dec.Decode(p.Addr().Interface()); err == nil && !dec.More() {
 			info.fromPlain(p, rv)
