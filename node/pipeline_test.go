@@ -62,6 +62,22 @@ func eventually(t *testing.T, what string, d time.Duration, cond func() bool) {
 	}
 }
 
+// waitSilences waits until the node's silence cache holds want entries (the API writes
+// to etcd; the cache follows through a watch).
+func waitSilences(t *testing.T, n *nodetest.Node, want int) {
+	t.Helper()
+	line := fmt.Sprintf("picket_silenced_entries %d\n", want)
+	eventually(t, line, 10*time.Second, func() bool {
+		resp, err := http.Get(n.URL + "/metrics")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return strings.Contains(string(b), line)
+	})
+}
+
 func fileLines(path string) int {
 	b, _ := os.ReadFile(path)
 	return strings.Count(string(b), "\n")
@@ -107,7 +123,7 @@ func TestPipelineIncidentsAndSilences(t *testing.T) {
 		`{"metadata":{"name":"first"},"action":"allow","expressions":["event.check.occurrences == 1"]}`, 201)
 	mustAPI(t, n, "PUT", "/api/core/v2/namespaces/default/handlers/log",
 		fmt.Sprintf(`{"metadata":{"name":"log"},"type":"pipe","command":"cat >> %s; echo >> %s","timeout":10,"filters":["first","not_silenced"]}`, out, out), 201)
-	time.Sleep(200 * time.Millisecond) // the definitions reach the pipeline through a watch
+	time.Sleep(500 * time.Millisecond) // the definitions reach the pipeline through a watch
 
 	a, err := dialAgent(t, n.AgentURL, "web1", "default", "agent", nodetest.AgentPassword, []string{"linux"}, true)
 	if err != nil {
@@ -142,14 +158,14 @@ func TestPipelineIncidentsAndSilences(t *testing.T) {
 
 	// Acceptance 2: a silence of the subscription stops the handler.
 	mustAPI(t, n, "PUT", "/api/core/v2/namespaces/default/silenced/linux:*", `{"subscription":"linux","reason":"maintenance"}`, 201)
-	time.Sleep(200 * time.Millisecond)
+	waitSilences(t, n, 1)
 	s.send(2)
 	if ev := stored(); !ev.Check.IsSilenced || len(ev.Check.Silenced) != 1 || ev.Check.Silenced[0] != "linux:*" {
 		t.Fatalf("stored event not silenced: %v %v", ev.Check.IsSilenced, ev.Check.Silenced)
 	}
 	expectLines(2)
 	mustAPI(t, n, "DELETE", "/api/core/v2/namespaces/default/silenced/linux:*", "", 204)
-	time.Sleep(200 * time.Millisecond)
+	waitSilences(t, n, 0)
 	s.send(0)
 	expectLines(3) // the resolution goes through again
 	s.send(2)
@@ -162,7 +178,7 @@ func TestPipelineIncidentsAndSilences(t *testing.T) {
 	s.send(0)
 	expectLines(5)
 	mustAPI(t, n, "PUT", "/api/core/v2/namespaces/default/silenced/*:disk", `{"check":"disk","expire_on_resolve":true}`, 201)
-	time.Sleep(200 * time.Millisecond)
+	waitSilences(t, n, 1)
 	s.send(2)
 	expectLines(5)
 	s.send(0)
@@ -241,7 +257,7 @@ func TestPipelineMetricsToTCP(t *testing.T) {
 	mustAPI(t, n, "PUT", "/api/core/v2/namespaces/default/handlers/graphite",
 		fmt.Sprintf(`{"metadata":{"name":"graphite"},"type":"tcp","socket":{"host":"127.0.0.1","port":%d},"timeout":5,"filters":["has_metrics"]}`,
 			ln.Addr().(*net.TCPAddr).Port), 201)
-	time.Sleep(200 * time.Millisecond)
+	time.Sleep(500 * time.Millisecond) // the definition reaches the pipeline through a watch
 	a, err := dialAgent(t, n.AgentURL, "db1", "default", "agent", nodetest.AgentPassword, []string{"linux"}, true)
 	if err != nil {
 		t.Fatal(err)
@@ -327,9 +343,10 @@ func TestAggregates(t *testing.T) {
 	if agg.OK != 2 || agg.Critical != 0 || agg.Results[0].Entity != "app1" || agg.Results[1].Entity != "app2" {
 		t.Fatalf("after pruning: %+v", agg)
 	}
-	// The pruner removed it from etcd, not only from the answer.
-	kvs, _, err := n.Store().ListAll(t.Context(), "/picket/aggregates/default/frontend")
-	if err != nil || len(kvs) != 2 {
-		t.Fatalf("stored results: %d %v", len(kvs), err)
-	}
+	// The pruner removes it from etcd, not only from the answer (which already leaves out
+	// results past their retention).
+	eventually(t, "the pruner to delete app3's result", 5*time.Second, func() bool {
+		kvs, _, err := n.Store().ListAll(t.Context(), "/picket/aggregates/default/frontend")
+		return err == nil && len(kvs) == 2
+	})
 }
