@@ -196,7 +196,7 @@ type testCluster struct {
 
 func (c *testCluster) cli(t *testing.T, args ...string) (string, int) {
 	t.Helper()
-	return runPicket(t, c.bin, []string{"PICKET_CONFIG_DIR=" + c.cliDir, "PICKET_TASK_TTL=2"}, args...)
+	return runPicket(t, c.bin, []string{"PICKET_CONFIG_DIR=" + c.cliDir}, args...)
 }
 
 // login logs the CLI in to node n.
@@ -274,7 +274,6 @@ func startTestCluster(t *testing.T) *testCluster {
 	bin := picketBinary(t)
 	dir := t.TempDir()
 	c := &testCluster{bin: bin, certs: filepath.Join(dir, "certs"), cliDir: filepath.Join(dir, "cli")}
-	t.Setenv("PICKET_TASK_TTL", "2")
 	// Linux gives connections between loopback addresses the source address 127.0.0.1, and
 	// etcd checks a peer's client certificate against the address it connects from, so
 	// the certificates of n2 and n3 name 127.0.0.1 as well.
@@ -638,4 +637,64 @@ func httpDoTLS(t *testing.T, c *testCluster, method, url, body string) (int, str
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(b)
+}
+
+// TestClusterFailoverBenchmark measures the failover targets of the clustering issue on
+// the three-server TLS cluster: ten kill -9 of the publisher's owner (median), five
+// graceful stops, and one replace. It is a benchmark, not a test: it runs only with
+// PICKET_BENCH_CLUSTER=1 and logs FIGURE lines.
+//
+//	PICKET_BENCH_CLUSTER=1 go test -run TestClusterFailoverBenchmark -v ./app
+func TestClusterFailoverBenchmark(t *testing.T) {
+	if os.Getenv("PICKET_BENCH_CLUSTER") != "1" {
+		t.Skip("benchmark: set PICKET_BENCH_CLUSTER=1")
+	}
+	c := startTestCluster(t)
+	c.login(t, c.nodes[0])
+	measure := func(kind string, sig syscall.Signal, runs int) []time.Duration {
+		var out []time.Duration
+		for i := 0; i < runs; i++ {
+			var owner string
+			for deadline := time.Now().Add(20 * time.Second); owner == "" && time.Now().Before(deadline); {
+				owner = c.owner(c.nodes[0])
+				if owner == "" {
+					time.Sleep(100 * time.Millisecond)
+				}
+			}
+			victim := c.node(owner)
+			if victim == nil {
+				t.Fatalf("no owner found")
+			}
+			survivor := c.nodes[0]
+			if survivor == victim {
+				survivor = c.nodes[1]
+			}
+			victim.proc.signal(sig)
+			_, took := c.waitNewOwner(t, survivor, owner, 20*time.Second)
+			out = append(out, took)
+			t.Logf("%s %d: %s lost the tasks after %s", kind, i+1, owner, took.Round(time.Millisecond))
+			victim.proc.exitWithin(t, 20*time.Second)
+			victim.start(t, c.bin)
+			victim.proc.waitFor(t, "picket server ready", 60*time.Second)
+			// Let the restarted member catch up and campaign again before the next run.
+			time.Sleep(3 * time.Second)
+		}
+		sorted := append([]time.Duration(nil), out...)
+		sort.Slice(sorted, func(i, j int) bool { return sorted[i] < sorted[j] })
+		t.Logf("FIGURE %s: median %s, min %s, max %s over %d runs", kind, sorted[len(sorted)/2].Round(time.Millisecond),
+			sorted[0].Round(time.Millisecond), sorted[len(sorted)-1].Round(time.Millisecond), len(sorted))
+		return out
+	}
+	measure("failover after kill -9", syscall.SIGKILL, 10)
+	measure("failover after graceful stop", syscall.SIGTERM, 5)
+
+	victim := c.nodes[2]
+	victim.proc.signal(syscall.SIGKILL)
+	victim.proc.exitWithin(t, 10*time.Second)
+	start := time.Now()
+	out, code := c.cli(t, "cluster", "replace", victim.name, "--config", victim.configFile)
+	if code != 0 {
+		t.Fatalf("replace: %s", out)
+	}
+	t.Logf("FIGURE replace of %s: %s\n%s", victim.name, time.Since(start).Round(100*time.Millisecond), out)
 }

@@ -200,6 +200,9 @@ func backendYAML(p tui.Plan, n tui.NodePlan, f nodeFiles, initialCluster, state 
 }
 
 // issueNodeCert signs a certificate for name, valid for address, with the CA in dir.
+// A loopback address also gets 127.0.0.1 and localhost: Linux sends from 127.0.0.1 to
+// any 127/8 address, and etcd checks a peer's client certificate against the address
+// the connection comes from.
 func issueNodeCert(dir, name, address string) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
@@ -208,7 +211,11 @@ func issueNodeCert(dir, name, address string) error {
 	if err != nil {
 		return err
 	}
-	n, err := parseCertNode(name + "=" + address)
+	hosts := address
+	if ip := net.ParseIP(address); ip != nil && ip.IsLoopback() && address != "127.0.0.1" {
+		hosts += ",127.0.0.1,localhost"
+	}
+	n, err := parseCertNode(name + "=" + hosts)
 	if err != nil {
 		return err
 	}
@@ -464,6 +471,9 @@ func waitHealthy(ctx context.Context, apiURLs []string, caFile string, want int,
 			}
 		}
 		if time.Now().After(deadline) {
+			if last == "" {
+				last = "no API answered"
+			}
 			return "", fmt.Errorf("no quorum within %s (%s): see server.log in each state dir", wait, last)
 		}
 		select {

@@ -62,10 +62,13 @@ func (l *Leadership) Resign(ctx context.Context) error {
 func electionPrefix(task string) string { return Key("elections", task) }
 
 // Campaign blocks until this server (candidate) owns task or ctx ends. ttl bounds how
-// long a dead owner keeps the task (seconds, minimum 2).
+// long a dead owner keeps the task (seconds, minimum 1; etcd raises it to its own
+// minimum of 1.5 election timeouts). When the dead owner also led raft, the new raft
+// leader extends every lease by one election timeout, so failover takes about an
+// election plus that extension longer.
 func (s *Store) Campaign(ctx context.Context, task, candidate string, ttl int) (*Leadership, error) {
-	if ttl < 2 {
-		ttl = 2
+	if ttl < 1 {
+		ttl = 1
 	}
 	session, err := concurrency.NewSession(s.c, concurrency.WithTTL(ttl), concurrency.WithContext(ctx))
 	if err != nil {

@@ -105,7 +105,7 @@ func (n *Node) writeEvent(ctx context.Context, ev *events.Event, now time.Time, 
 	}
 	for attempt := 0; attempt < 8; attempt++ {
 		events.UpdateEventState(e.ev, ev, now)
-		val, err := json.Marshal(ev)
+		val, err := ev.MarshalJSON() // directly: json.Marshal would re-scan and compact the output
 		if err != nil {
 			return err
 		}

@@ -39,7 +39,9 @@ type Config struct {
 	Client  etcdx.ClientConfig
 	Version string
 	Logger  *slog.Logger
-	// TaskTTL is how many seconds a dead server keeps its elected tasks (default 2).
+	// TaskTTL is how many seconds a dead server keeps its elected tasks (default 2). A dead
+	// server's tasks move after about this long, plus an etcd election and one election
+	// timeout when it also led raft; etcd raises it to 1.5 election timeouts.
 	TaskTTL int
 	// AccessTokenTTL and RefreshTokenTTL default to 5 minutes and 12 hours.
 	AccessTokenTTL, RefreshTokenTTL time.Duration
@@ -85,9 +87,8 @@ func New(cfg Config) *Node {
 		cfg.AccessTokenTTL = 5 * time.Minute
 	}
 	if cfg.TaskTTL == 0 {
-		// A dead server's tasks move after about this long (plus an etcd election when it
-		// also led raft). Short, because every side effect is fenced: a spurious loss
-		// costs at most a skipped tick, never a duplicate.
+		// Short, because every side effect is fenced: a spurious loss costs at most a
+		// skipped tick, never a duplicate. `picket server` sets 1.
 		cfg.TaskTTL = 2
 	}
 	if cfg.RefreshTokenTTL == 0 {
