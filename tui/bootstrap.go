@@ -146,7 +146,7 @@ func (f *bootForm) capturesInput() bool { return f.fields[f.focus].input != nil 
 
 func (f *bootForm) keys() helpKeys {
 	return helpKeys{
-		short: []key.Binding{keys.Next, keys.Prev, keys.Left, keys.Right, keys.Enter, keys.Back},
+		short: []key.Binding{keys.Next, keys.Prev, key.NewBinding(key.WithKeys("left", "right"), key.WithHelp("←/→", "change")), keys.Enter, keys.Back},
 		full: [][]key.Binding{
 			{keys.Next, keys.Prev, keys.Enter},
 			{key.NewBinding(key.WithKeys("left", "right"), key.WithHelp("←/→", "change size, mode, TLS")), keys.Back},

@@ -185,9 +185,9 @@ func probeTCP(ctx context.Context, urls []string) (time.Duration, error) {
 type failover struct {
 	base *http.Transport
 
-	mu    sync.Mutex
-	urls  []*url.URL
-	cur   int
+	mu      sync.Mutex
+	urls    []*url.URL
+	cur     int
 	avoided map[string]int
 }
 

@@ -45,7 +45,7 @@ func newHome(det *Detection) *homeModel {
 
 type bootstrapHostsMsg struct{}
 
-func (h *homeModel) setSize(w, hh int)     { h.w, h.h = w, hh }
+func (h *homeModel) setSize(w, hh int)   { h.w, h.h = w, hh }
 func (h *homeModel) capturesInput() bool { return false }
 
 func (h *homeModel) keys() helpKeys {

@@ -136,7 +136,7 @@ type JoinRequest struct {
 
 // Joined is the result of a join.
 type Joined struct {
-	Conn   *Conn
-	Name   string
-	Notes  []string
+	Conn  *Conn
+	Name  string
+	Notes []string
 }

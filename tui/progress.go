@@ -108,22 +108,27 @@ func (s *steps) view(spin string, w int) string {
 		}
 		took := ""
 		if l.done {
-			took = st.subtle.Render(fmt.Sprintf(" (%s)", l.took.Round(10*time.Millisecond)))
+			took = fmt.Sprintf(" (%s)", l.took.Round(10*time.Millisecond))
 		}
-		b.WriteString(truncate(fmt.Sprintf("%s %-24s%s", mark, name, took), w) + "\n")
 		detail := l.detail
 		if l.err != nil {
 			detail = l.err.Error()
 		}
-		for _, dl := range strings.Split(detail, "\n") {
-			if dl == "" {
-				continue
+		lines := strings.Split(strings.TrimSpace(detail), "\n")
+		style := st.subtle
+		if l.err != nil {
+			style = st.bad
+		}
+		head := fmt.Sprintf("%s %-18s", mark, name)
+		first := ""
+		if lines[0] != "" {
+			first = " " + lines[0]
+		}
+		b.WriteString(truncate(head+st.subtle.Render(took)+style.Render(first), w) + "\n")
+		for _, dl := range lines[1:] {
+			if dl != "" {
+				b.WriteString(style.Render(truncate("    "+dl, w)) + "\n")
 			}
-			style := st.subtle
-			if l.err != nil {
-				style = st.bad
-			}
-			b.WriteString(style.Render(truncate("    "+dl, w)) + "\n")
 		}
 	}
 	return b.String()
@@ -147,7 +152,7 @@ type progressModel struct {
 }
 
 func newProgress(ctx context.Context, title string, back screenID) *progressModel {
-	sp := spinner.New(spinner.WithSpinner(spinner.Line))
+	sp := spinner.New(spinner.WithSpinner(spinnerKind))
 	return &progressModel{ctx: ctx, title: title, spin: sp, back: back}
 }
 

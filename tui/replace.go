@@ -77,7 +77,7 @@ func (c *confirmModel) view() string {
 	var b strings.Builder
 	m := c.member
 	b.WriteString(st.title.Render(fmt.Sprintf("Replace member %s?", m.Name)) + "\n\n")
-	b.WriteString(truncate(fmt.Sprintf("%s (id %x, peer %s) gets an empty data dir, filled from the other members, and a new ID.",
+	b.WriteString(wrapLines(fmt.Sprintf("%s (id %x, peer %s) gets an empty data dir, filled from the other members, and a new ID.",
 		m.Name, m.ID, strings.Join(m.PeerURLs, ",")), c.w) + "\n\n")
 	b.WriteString(st.header.Render("Plan") + "\n")
 	for i, s := range replacePlan(m, c.local) {
@@ -136,7 +136,7 @@ type replaceModel struct {
 
 func newReplace(ctx context.Context, cl Cluster, host Host, m memberRow, d *dashboard, stateFile, snapFile string) *replaceModel {
 	return &replaceModel{ctx: ctx, cl: cl, host: host, member: m, dash: d, stateFile: stateFile, snapFile: snapFile,
-		spin: spinner.New(spinner.WithSpinner(spinner.Line))}
+		spin: spinner.New(spinner.WithSpinner(spinnerKind))}
 }
 
 func (r *replaceModel) setSize(w, h int)    { r.w, r.h = w, h }

@@ -1,6 +1,9 @@
 package tui
 
-import "github.com/charmbracelet/lipgloss"
+import (
+	"github.com/charmbracelet/bubbles/spinner"
+	"github.com/charmbracelet/lipgloss"
+)
 
 // Colours are fixed ANSI colours, readable on dark and light backgrounds alike: the
 // console never asks the terminal for its background (tmux may never answer). Every
@@ -46,3 +49,7 @@ func newStyles() styles {
 }
 
 var st = newStyles()
+
+// spinnerKind animates running steps; tests replace it with a single frame so that
+// golden files do not depend on timing.
+var spinnerKind = spinner.Line

@@ -6,9 +6,12 @@
 package tui
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"net/url"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -67,7 +70,7 @@ type (
 		// reuse keeps the open session (after a join), adding the conn's servers to it.
 		reuse bool
 	}
-	connectedMsg   struct {
+	connectedMsg struct {
 		cl  Cluster
 		err error
 	}
@@ -113,6 +116,7 @@ func New(ctx context.Context, opts Options) *Model {
 	ctx, cancel := context.WithCancel(ctx)
 	m := &Model{ctx: ctx, cancel: cancel, opts: opts, w: 80, h: 24, help: help.New()}
 	m.help.ShortSeparator = " · "
+	m.help.Width = m.w
 	m.home = newHome(nil)
 	return m
 }
@@ -358,16 +362,30 @@ func (m *Model) joinDefaults() joinDefaults {
 	}
 	if m.det != nil && m.det.Sandbox != "" {
 		next := 1
+		d.addr = ""
+		var top net.IP
 		if m.dash != nil {
 			for _, r := range m.dash.rows() {
 				var k int
 				if _, err := fmt.Sscanf(r.Name, "picket-%d", &k); err == nil && k >= next {
 					next = k + 1
 				}
+				for _, p := range r.PeerURLs {
+					if u, err := url.Parse(p); err == nil {
+						if ip := net.ParseIP(u.Hostname()).To4(); ip != nil && (top == nil || bytes.Compare(ip, top) > 0) {
+							top = ip
+						}
+					}
+				}
 			}
 		}
 		d.name = fmt.Sprintf("picket-%d", next)
-		d.addr = fmt.Sprintf("127.0.0.%d", next)
+		if top != nil {
+			d.addr = nthAddress(top.String(), 1)
+		}
+		if d.addr == "" {
+			d.addr = fmt.Sprintf("127.0.0.%d", next)
+		}
 		d.dir = filepath.Join(m.det.Sandbox, d.name)
 		d.certs = filepath.Join(m.det.Sandbox, "certs")
 	}

@@ -4,6 +4,7 @@ package nodetest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -60,28 +61,38 @@ func StartWith(t testing.TB, o Options) *Node {
 	if dir == "" {
 		dir = t.TempDir()
 	}
-	ports := freePorts(t, 2)
-	client := fmt.Sprintf("http://127.0.0.1:%d", ports[0])
-	peer := fmt.Sprintf("http://127.0.0.1:%d", ports[1])
-	n := node.New(node.Config{
-		Name:               "test",
-		StateDir:           dir,
-		APIListenAddress:   "127.0.0.1:0",
-		AgentListenAddress: "127.0.0.1:0",
-		TaskTTL:            o.TaskTTL,
-		Version:            "test",
-		Logger:             slog.New(slog.DiscardHandler),
-		AccessTokenTTL:     o.AccessTokenTTL,
-		Embed: &etcdx.EmbedConfig{
-			Name: "test", Dir: filepath.Join(dir, "etcd"),
-			ListenClientURLs: []string{client}, AdvertiseClientURLs: []string{client},
-			ListenPeerURLs: []string{peer}, InitialAdvertisePeerURLs: []string{peer},
-			InitialCluster: "test=" + peer, InitialClusterState: "new",
-		},
-	})
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	if err := n.Start(ctx); err != nil {
+	var n *node.Node
+	// Free ports are picked, released, then bound by etcd: another test process may take
+	// one in between, so a busy port means trying again with new ones.
+	for attempt := 0; ; attempt++ {
+		ports := freePorts(t, 2)
+		client := fmt.Sprintf("http://127.0.0.1:%d", ports[0])
+		peer := fmt.Sprintf("http://127.0.0.1:%d", ports[1])
+		n = node.New(node.Config{
+			Name:               "test",
+			StateDir:           dir,
+			APIListenAddress:   "127.0.0.1:0",
+			AgentListenAddress: "127.0.0.1:0",
+			TaskTTL:            o.TaskTTL,
+			Version:            "test",
+			Logger:             slog.New(slog.DiscardHandler),
+			AccessTokenTTL:     o.AccessTokenTTL,
+			Embed: &etcdx.EmbedConfig{
+				Name: "test", Dir: filepath.Join(dir, "etcd"),
+				ListenClientURLs: []string{client}, AdvertiseClientURLs: []string{client},
+				ListenPeerURLs: []string{peer}, InitialAdvertisePeerURLs: []string{peer},
+				InitialCluster: "test=" + peer, InitialClusterState: "new",
+			},
+		})
+		err := n.Start(ctx)
+		if err == nil {
+			break
+		}
+		if errors.Is(err, etcdx.ErrAddrInUse) && attempt < 5 {
+			continue
+		}
 		t.Fatalf("start node: %v", err)
 	}
 	tn := &Node{Node: n, URL: n.APIURL(), AgentURL: n.AgentURL(), StateDir: dir}
