@@ -215,7 +215,8 @@ func TestPipelineHandlers(t *testing.T) {
 		handler("loop-a", "set", func(h *Handler) { h.Handlers = []string{"loop-b"} }),
 		handler("loop-b", "set", func(h *Handler) { h.Handlers = []string{"loop-a", "pipe"} }),
 		handler("incidents", "pipe", func(h *Handler) {
-			h.Command = "cat >> " + out + ".incidents; echo >> " + out + ".incidents"
+			// Handlers run side by side: build each line apart and append it in one write.
+			h.Command = `f=$(mktemp); cat > "$f"; echo >> "$f"; cat "$f" >> ` + out + `.incidents; rm -f "$f"`
 			h.Filters = []string{FilterIsIncident, "occ1", "broken"}
 		}),
 	} {

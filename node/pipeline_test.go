@@ -122,7 +122,7 @@ func TestPipelineIncidentsAndSilences(t *testing.T) {
 	mustAPI(t, n, "PUT", "/api/core/v2/namespaces/default/filters/first",
 		`{"metadata":{"name":"first"},"action":"allow","expressions":["event.check.occurrences == 1"]}`, 201)
 	mustAPI(t, n, "PUT", "/api/core/v2/namespaces/default/handlers/log",
-		fmt.Sprintf(`{"metadata":{"name":"log"},"type":"pipe","command":"cat >> %s; echo >> %s","timeout":10,"filters":["first","not_silenced"]}`, out, out), 201)
+		fmt.Sprintf(`{"metadata":{"name":"log"},"type":"pipe","command":"f=$(mktemp); cat > $f; echo >> $f; cat $f >> %s; rm -f $f","timeout":10,"filters":["first","not_silenced"]}`, out), 201)
 	time.Sleep(500 * time.Millisecond) // the definitions reach the pipeline through a watch
 
 	a, err := dialAgent(t, n.AgentURL, "web1", "default", "agent", nodetest.AgentPassword, []string{"linux"}, true)
