@@ -2,23 +2,16 @@ package app
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io/fs"
 	"maps"
 	"net/url"
 	"os"
 	"reflect"
 	"regexp"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
 
-	"github.com/knadh/koanf/parsers/yaml"
-	"github.com/knadh/koanf/providers/confmap"
-	envprov "github.com/knadh/koanf/providers/env/v2"
-	"github.com/knadh/koanf/providers/file"
 	"github.com/knadh/koanf/v2"
 	"github.com/spf13/pflag"
 
@@ -130,77 +123,20 @@ func addAgentFlags(fs *pflag.FlagSet) {
 	}
 }
 
-func isAgentKey(name string) bool {
-	return slices.ContainsFunc(agentKeys, func(k configKey) bool { return k.name == name })
-}
-
 // loadAgentConfig layers defaults < config file < PICKET_AGENT_* environment < flags
 // that were set on the command line, and decodes the result. configFile "" means the
 // default file, which may be absent; a file named explicitly must exist.
 func loadAgentConfig(env *Env, flags *pflag.FlagSet, configFile string) (*AgentConfig, error) {
-	// A delimiter no key holds: label keys such as app.kubernetes.io/name have dots.
-	k := koanf.New("\x00")
-	defaults := map[string]any{}
-	for _, key := range agentKeys {
-		defaults[key.name] = key.def
+	l := layers{
+		keys: agentKeys, defaults: map[string]any{}, defaultFile: DefaultAgentConfigFile,
+		envPrefix: agentEnvPrefix, extraFileKeys: []string{agentChecksKey}, mode: "agent",
 	}
 	if host, err := os.Hostname(); err == nil {
-		defaults["name"] = host
+		l.defaults["name"] = host
 	}
-	if err := k.Load(confmap.Provider(defaults, "\x00"), nil); err != nil {
-		return nil, err
-	}
-
-	path := configFile
-	if path == "" {
-		path = DefaultAgentConfigFile
-	}
-	if _, err := os.Stat(path); err == nil {
-		if err := k.Load(file.Provider(path), yaml.Parser()); err != nil {
-			return nil, fmt.Errorf("config file %s: %w; fix the YAML syntax", path, err)
-		}
-	} else if configFile != "" || !errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("config file %s: %w", path, err)
-	} else {
-		path = ""
-	}
-	if path != "" {
-		var unknown []string
-		for key := range k.Raw() {
-			if !isAgentKey(key) && key != agentChecksKey {
-				unknown = append(unknown, key)
-			}
-		}
-		slices.Sort(unknown)
-		if len(unknown) > 0 {
-			return nil, fmt.Errorf("config file %s: unknown key(s) %s; see 'picket agent --help' for the valid keys", path, strings.Join(unknown, ", "))
-		}
-	}
-
-	environ := os.Environ
-	if env != nil && env.Environ != nil {
-		environ = env.Environ
-	}
-	err := k.Load(envprov.Provider("\x00", envprov.Opt{
-		Prefix:      agentEnvPrefix,
-		EnvironFunc: environ,
-		TransformFunc: func(key, val string) (string, any) {
-			name := strings.ReplaceAll(strings.ToLower(strings.TrimPrefix(key, agentEnvPrefix)), "_", "-")
-			if !isAgentKey(name) {
-				return "", nil
-			}
-			return name, val
-		},
-	}), nil)
+	k, path, err := loadLayers(env, flags, configFile, l)
 	if err != nil {
 		return nil, err
-	}
-	if flags != nil {
-		flags.Visit(func(f *pflag.Flag) {
-			if isAgentKey(f.Name) {
-				_ = k.Set(f.Name, f.Value.String())
-			}
-		})
 	}
 
 	cfg := &AgentConfig{ConfigFile: path}

@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"os"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -133,35 +134,66 @@ func addBackendFlags(fs *pflag.FlagSet) {
 	}
 }
 
-// loadBackendConfig layers defaults < config file < PICKET_BACKEND_* environment < flags
-// that were set on the command line, and decodes the result. configFile "" means the
-// default file, which may be absent; a file named explicitly must exist.
-func loadBackendConfig(env *Env, flags *pflag.FlagSet, configFile string) (*BackendConfig, error) {
-	k := koanf.New(".")
+// layers describes one mode's configuration for loadLayers.
+type layers struct {
+	keys        []configKey
+	defaults    map[string]any // overrides of the keys' defaults, e.g. the host name
+	defaultFile string
+	envPrefix   string
+	// extraFileKeys are file keys that are not flags (the agent's checks list).
+	extraFileKeys []string
+	mode          string // for messages: "server", "agent"
+}
+
+// loadLayers layers defaults < config file < environment < flags that were set on the
+// command line into one koanf instance, the one place this order is implemented.
+// configFile "" means the mode's default file, which may be absent; a file named
+// explicitly must exist. It returns the file actually read ("" when none).
+func loadLayers(env *Env, flags *pflag.FlagSet, configFile string, l layers) (*koanf.Koanf, string, error) {
+	// A delimiter no key holds: agent label keys such as app.kubernetes.io/name have dots.
+	k := koanf.New("\x00")
+	isKey := func(name string) bool {
+		for _, key := range l.keys {
+			if key.name == name {
+				return true
+			}
+		}
+		return false
+	}
 	defaults := map[string]any{}
-	for _, key := range backendKeys {
+	for _, key := range l.keys {
 		defaults[key.name] = key.def
 	}
-	if err := k.Load(confmap.Provider(defaults, ""), nil); err != nil {
-		return nil, err
+	for name, v := range l.defaults {
+		defaults[name] = v
+	}
+	if err := k.Load(confmap.Provider(defaults, "\x00"), nil); err != nil {
+		return nil, "", err
 	}
 
 	path := configFile
 	if path == "" {
-		path = DefaultBackendConfigFile
+		path = l.defaultFile
 	}
 	if _, err := os.Stat(path); err == nil {
 		if err := k.Load(file.Provider(path), yaml.Parser()); err != nil {
-			return nil, fmt.Errorf("config file %s: %w; fix the YAML syntax", path, err)
+			return nil, "", fmt.Errorf("config file %s: %w; fix the YAML syntax", path, err)
 		}
 	} else if configFile != "" || !errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("config file %s: %w", path, err)
+		return nil, "", fmt.Errorf("config file %s: %w", path, err)
 	} else {
 		path = ""
 	}
 	if path != "" {
-		if unknown := unknownKeys(k.Keys(), backendKeys); len(unknown) > 0 {
-			return nil, fmt.Errorf("config file %s: unknown key(s) %s; see 'picket server --help' for the valid keys", path, strings.Join(unknown, ", "))
+		var unknown []string
+		for key := range k.Raw() {
+			if !isKey(key) && !slices.Contains(l.extraFileKeys, key) {
+				unknown = append(unknown, key)
+			}
+		}
+		slices.Sort(unknown)
+		if len(unknown) > 0 {
+			return nil, "", fmt.Errorf("config file %s: unknown key(s) %s; see 'picket %s --help' for the valid keys", path, strings.Join(unknown, ", "), l.mode)
 		}
 	}
 
@@ -169,29 +201,39 @@ func loadBackendConfig(env *Env, flags *pflag.FlagSet, configFile string) (*Back
 	if env != nil && env.Environ != nil {
 		environ = env.Environ
 	}
-	err := k.Load(envprov.Provider(".", envprov.Opt{
-		Prefix:      "PICKET_BACKEND_",
+	err := k.Load(envprov.Provider("\x00", envprov.Opt{
+		Prefix:      l.envPrefix,
 		EnvironFunc: environ,
 		TransformFunc: func(key, val string) (string, any) {
-			name := strings.ReplaceAll(strings.ToLower(strings.TrimPrefix(key, "PICKET_BACKEND_")), "_", "-")
-			if !isBackendKey(name) {
+			name := strings.ReplaceAll(strings.ToLower(strings.TrimPrefix(key, l.envPrefix)), "_", "-")
+			if !isKey(name) {
 				return "", nil // secrets (ETCD_CLIENT_*, CLUSTER_ADMIN_PASSWORD) are read separately
 			}
 			return name, val
 		},
 	}), nil)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 
 	if flags != nil {
 		flags.Visit(func(f *pflag.Flag) {
-			if isBackendKey(f.Name) {
+			if isKey(f.Name) {
 				_ = k.Set(f.Name, f.Value.String())
 			}
 		})
 	}
+	return k, path, nil
+}
 
+// loadBackendConfig loads the backend configuration through loadLayers and decodes it.
+func loadBackendConfig(env *Env, flags *pflag.FlagSet, configFile string) (*BackendConfig, error) {
+	k, path, err := loadLayers(env, flags, configFile, layers{
+		keys: backendKeys, defaultFile: DefaultBackendConfigFile, envPrefix: "PICKET_BACKEND_", mode: "server",
+	})
+	if err != nil {
+		return nil, err
+	}
 	cfg := &BackendConfig{ConfigFile: path}
 	if err := decodeKeys(k, backendKeys, cfg); err != nil {
 		return nil, err
@@ -203,32 +245,6 @@ func loadBackendConfig(env *Env, flags *pflag.FlagSet, configFile string) (*Back
 	cfg.EtcdClientUsername = getenv("PICKET_BACKEND_ETCD_CLIENT_USERNAME")
 	cfg.EtcdClientPassword = getenv("PICKET_BACKEND_ETCD_CLIENT_PASSWORD")
 	return cfg, nil
-}
-
-func isBackendKey(name string) bool {
-	for _, k := range backendKeys {
-		if k.name == name {
-			return true
-		}
-	}
-	return false
-}
-
-func unknownKeys(have []string, known []configKey) []string {
-	var out []string
-	for _, h := range have {
-		ok := false
-		for _, k := range known {
-			if k.name == h {
-				ok = true
-				break
-			}
-		}
-		if !ok {
-			out = append(out, h)
-		}
-	}
-	return out
 }
 
 // decodeKeys copies every key into the struct field with the matching koanf tag,

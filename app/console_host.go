@@ -79,7 +79,7 @@ func readManifest(dir string) (*manifest, error) {
 
 func writeManifest(dir string, m *manifest) error {
 	data, _ := json.MarshalIndent(m, "", "  ")
-	return writeFileMode(filepath.Join(dir, sandboxFile), append(data, '\n'), 0o600)
+	return writeFileAtomic(filepath.Join(dir, sandboxFile), append(data, '\n'), 0o600)
 }
 
 // Detect implements tui.Host.
@@ -330,7 +330,7 @@ func (h *consoleHost) Bootstrap(ctx context.Context, p tui.Plan, progress func(t
 			if err := os.MkdirAll(nd, 0o700); err != nil {
 				return "", err
 			}
-			if err := writeFileMode(f.config, []byte(backendYAML(p, n, f, initialCluster, "new")), 0o600); err != nil {
+			if err := writeFileAtomic(f.config, []byte(backendYAML(p, n, f, initialCluster, "new")), 0o600); err != nil {
 				return "", err
 			}
 			man.Nodes = append(man.Nodes, manifestNode{Name: n.Name, APIURL: scheme + "://" + hostPort(n.Address, p.APIPort), Config: f.config})
@@ -694,7 +694,7 @@ func (h *consoleHost) Join(ctx context.Context, r tui.JoinRequest, progress func
 			return "", fmt.Errorf("%s already holds an etcd member: a joining member needs an empty data dir", f.state)
 		}
 		yml := backendYAML(p, tui.NodePlan{Name: r.Name, Address: r.Address}, f, ic, "existing")
-		if err := writeFileMode(f.config, []byte(yml), 0o600); err != nil {
+		if err := writeFileAtomic(f.config, []byte(yml), 0o600); err != nil {
 			return "", err
 		}
 		return f.config + " (etcd-initial-cluster-state: existing)", nil
