@@ -138,7 +138,7 @@ func marshalKeeping(v any, extra map[string]json.RawMessage) ([]byte, error) {
 	info := typeInfo(rv.Type())
 	if len(extra) == 0 {
 		// The common case: no unknown keys, so encoding/json does it in one pass.
-		return encodeJSON(info.toPlain(rv).Interface())
+		return fastjson.MarshalWithOption(info.toPlain(rv).Interface(), fastjson.DisableHTMLEscape())
 	}
 	var buf bytes.Buffer
 	// One encoder for every value; Encode appends a newline that is cut off each time.
