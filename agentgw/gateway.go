@@ -52,6 +52,9 @@ type Config struct {
 	SendQueue int
 	// ReadLimit is the largest frame accepted (default MaxFrameSize).
 	ReadLimit int64
+	// Workers process frames of all sessions (default 512); each waits for its event's
+	// grouped commit, so their number bounds throughput per commit latency.
+	Workers int
 	// MaxSessions caps connected agents (0: no cap). Past it, handshakes get 429 so
 	// agents back off and try another server, instead of the process running out of
 	// file descriptors and failing as a whole.
@@ -84,6 +87,11 @@ type Gateway struct {
 	wg       sync.WaitGroup
 	stop     chan struct{}
 	pinger   sync.WaitGroup
+	jobs     chan job
+	workers  sync.WaitGroup
+	// workStop ends the workers, after every session has finished its frames.
+	workStop    chan struct{}
+	stopWorkers sync.Once
 
 	connects, rejected, framesIn, malformed   atomic.Int64
 	eventsOK, eventsFailed, sent, sendDropped atomic.Int64
@@ -106,9 +114,27 @@ func New(cfg Config) *Gateway {
 	if cfg.ReadLimit == 0 {
 		cfg.ReadLimit = MaxFrameSize
 	}
-	g := &Gateway{cfg: cfg, log: cfg.Logger, sessions: map[string]*session{}, bySub: map[string]map[string]map[*session]struct{}{}, stop: make(chan struct{})}
+	if cfg.Workers == 0 {
+		cfg.Workers = 512
+	}
+	g := &Gateway{cfg: cfg, log: cfg.Logger, sessions: map[string]*session{}, bySub: map[string]map[string]map[*session]struct{}{},
+		stop: make(chan struct{}), jobs: make(chan job, cfg.Workers), workStop: make(chan struct{})}
 	g.pinger.Add(1)
 	go g.pingLoop()
+	for i := 0; i < cfg.Workers; i++ {
+		g.workers.Add(1)
+		go func() {
+			defer g.workers.Done()
+			for {
+				select {
+				case j := <-g.jobs:
+					j.run()
+				case <-g.workStop:
+					return
+				}
+			}
+		}()
+	}
 	return g
 }
 
@@ -377,14 +403,17 @@ func (g *Gateway) Close(ctx context.Context) error {
 	g.pinger.Wait()
 	done := make(chan struct{})
 	go func() { g.wg.Wait(); close(done) }()
+	var err error
 	select {
 	case <-done:
-		return nil
 	case <-ctx.Done():
 		for _, s := range all {
 			_ = s.conn.CloseNow()
 		}
 		<-done
-		return fmt.Errorf("agent sessions did not close in time: %w", ctx.Err())
+		err = fmt.Errorf("agent sessions did not close in time: %w", ctx.Err())
 	}
+	g.stopWorkers.Do(func() { close(g.workStop) })
+	g.workers.Wait()
+	return err
 }

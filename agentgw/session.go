@@ -155,20 +155,36 @@ func (s *session) run() {
 }
 
 func (s *session) handleFrame(log *slog.Logger, frame []byte) {
-	// Everything past reading the frame runs in its own goroutine: the reader's stack
-	// stays shallow (it is the one goroutine every idle agent keeps), and one agent's
-	// events are processed side by side while they wait for their grouped commit.
+	// Everything past reading the frame runs on the gateway's workers: the reader's stack
+	// stays shallow (it is the one goroutine every idle agent keeps), one agent's events
+	// are processed side by side while they wait for their grouped commit, and the
+	// workers' stacks, grown once by JSON and etcd calls, are reused rather than grown
+	// again for every frame.
 	select {
 	case s.inflight <- struct{}{}:
 	case <-s.ctx.Done():
 		return
 	}
 	s.handlers.Add(1)
-	go func() {
-		defer s.handlers.Done()
-		defer func() { <-s.inflight }()
-		s.decodeAndProcess(log, frame)
-	}()
+	select {
+	case s.g.jobs <- job{s: s, log: log, frame: frame}:
+	case <-s.ctx.Done():
+		<-s.inflight
+		s.handlers.Done()
+	}
+}
+
+// job is one frame waiting for a gateway worker.
+type job struct {
+	s     *session
+	log   *slog.Logger
+	frame []byte
+}
+
+func (j job) run() {
+	defer j.s.handlers.Done()
+	defer func() { <-j.s.inflight }()
+	j.s.decodeAndProcess(j.log, j.frame)
 }
 
 func (s *session) decodeAndProcess(log *slog.Logger, frame []byte) {

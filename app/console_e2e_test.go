@@ -75,23 +75,34 @@ func serverPID(dir, name string) int {
 	return pid
 }
 
-// TestConsoleSandboxE2E is the issue's acceptance scenario in a real terminal: bootstrap
-// a 3-member sandbox from the console, kill one member's server, see it unhealthy within
-// 3 s, replace it from the dashboard, and see three healthy members again.
-func TestConsoleSandboxE2E(t *testing.T) {
+// consoleSandbox is a console in tmux with data and config dirs of its own, and the
+// 3-member local sandbox it bootstrapped.
+type consoleSandbox struct {
+	*tmuxConsole
+	bin, dir, sandbox string
+	first             string // the sandbox's first loopback address; the others follow it
+	ports             []int  // API, agent gateway, etcd client and etcd peer ports
+}
+
+// bootstrapSandbox starts `picket console` in tmux session and bootstraps a 3-member
+// local sandbox from it, up to the screen that shows the admin password. The servers
+// (every member under the sandbox dir), the tmux session and the screenshots file
+// ($PICKET_CONSOLE_SHOTS) are seen to when the test ends.
+func bootstrapSandbox(t *testing.T, session string) *consoleSandbox {
+	t.Helper()
 	if _, err := exec.LookPath("tmux"); err != nil {
 		t.Skip("tmux is not installed (apt-get install tmux): the console's end-to-end test needs a real terminal")
 	}
 	bin := picketBinary(t)
 	dir := t.TempDir()
 	sandbox := filepath.Join(dir, "data", "picket", "sandbox")
-	names := []string{"picket-1", "picket-2", "picket-3"}
 	// The servers run detached from the console: stop them (by the pids in their lock
 	// files, which this test started) whatever happens.
 	t.Cleanup(func() {
 		var pids []int
-		for _, n := range names {
-			if pid := serverPID(sandbox, n); pid > 0 {
+		locks, _ := filepath.Glob(filepath.Join(sandbox, "*", "state", "etcd.lock"))
+		for _, l := range locks {
+			if pid := serverPID(sandbox, filepath.Base(filepath.Dir(filepath.Dir(l)))); pid > 0 {
 				if err := syscall.Kill(pid, syscall.SIGTERM); err == nil {
 					pids = append(pids, pid)
 				}
@@ -109,15 +120,15 @@ func TestConsoleSandboxE2E(t *testing.T) {
 	// machine do not collide with the sandbox.
 	first := fmt.Sprintf("127.%d.%d.1", 100+rand.IntN(150), 1+rand.IntN(250))
 	ports := freeTCPPorts(t, 4)
-	c := &tmuxConsole{t: t, session: fmt.Sprintf("picket-e2e-%d", os.Getpid())}
+	c := &tmuxConsole{t: t, session: session}
 	env := fmt.Sprintf("env XDG_DATA_HOME=%s PICKET_CONFIG_DIR=%s TERM=xterm-256color", filepath.Join(dir, "data"), filepath.Join(dir, "cli"))
 	c.tmux("new-session", "-d", "-s", c.session, "-x", "100", "-y", "30", env+" "+bin+" console; sleep 600")
 	t.Cleanup(func() { _ = exec.Command("tmux", "kill-session", "-t", c.session).Run() })
-	defer func() {
+	t.Cleanup(func() {
 		if p := os.Getenv("PICKET_CONSOLE_SHOTS"); p != "" {
 			_ = os.WriteFile(p, []byte(strings.Join(c.shots, "\n")), 0o644)
 		}
-	}()
+	})
 
 	c.waitFor(10*time.Second, "What next?")
 	c.shot("home")
@@ -131,6 +142,15 @@ func TestConsoleSandboxE2E(t *testing.T) {
 	c.keys("Enter")
 	c.waitFor(90*time.Second, "Shown only now")
 	c.shot("bootstrap done")
+	return &consoleSandbox{tmuxConsole: c, bin: bin, dir: dir, sandbox: sandbox, first: first, ports: ports}
+}
+
+// TestConsoleSandboxE2E is the issue's acceptance scenario in a real terminal: bootstrap
+// a 3-member sandbox from the console, kill one member's server, see it unhealthy within
+// 3 s, replace it from the dashboard, and see three healthy members again.
+func TestConsoleSandboxE2E(t *testing.T) {
+	sb := bootstrapSandbox(t, fmt.Sprintf("picket-e2e-%d", os.Getpid()))
+	c, sandbox := sb.tmuxConsole, sb.sandbox
 	c.keys("Enter")
 	c.waitFor(20*time.Second, "3 healthy", "tolerates 1 more failure")
 	c.shot("dashboard: three healthy members")
