@@ -92,6 +92,10 @@ type Gateway struct {
 	// workStop ends the workers, after every session has finished its frames.
 	workStop    chan struct{}
 	stopWorkers sync.Once
+	// workCtx is what events are processed under; Close cancels it only when its
+	// deadline passes, so events already read are persisted during a normal stop.
+	workCtx    context.Context
+	workCancel context.CancelFunc
 
 	connects, rejected, framesIn, malformed   atomic.Int64
 	eventsOK, eventsFailed, sent, sendDropped atomic.Int64
@@ -119,6 +123,7 @@ func New(cfg Config) *Gateway {
 	}
 	g := &Gateway{cfg: cfg, log: cfg.Logger, sessions: map[string]*session{}, bySub: map[string]map[string]map[*session]struct{}{},
 		stop: make(chan struct{}), jobs: make(chan job, cfg.Workers), workStop: make(chan struct{})}
+	g.workCtx, g.workCancel = context.WithCancel(context.Background())
 	g.pinger.Add(1)
 	go g.pingLoop()
 	for i := 0; i < cfg.Workers; i++ {
@@ -204,6 +209,21 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		g.reject(w, http.StatusBadRequest, "missing %s header", HeaderAgentName)
 		return
 	}
+	if !events.ValidName(name) || !events.ValidName(ns) {
+		g.reject(w, http.StatusBadRequest, "agent name %q or namespace %q has characters other than letters, digits, _ . - :", name, ns)
+		return
+	}
+	// The cap is checked before credentials, so refused handshakes cost no bcrypt.
+	if max := g.cfg.MaxSessions; max > 0 {
+		g.mu.Lock()
+		full := len(g.sessions) >= max
+		g.mu.Unlock()
+		if full {
+			g.log.Warn("agent rejected: session limit reached", "agent", name, "limit", max)
+			g.reject(w, http.StatusTooManyRequests, "backend holds its maximum of %d agent sessions; retry later or connect to another backend", max)
+			return
+		}
+	}
 	user, pass, ok := r.BasicAuth()
 	if !ok {
 		g.reject(w, http.StatusUnauthorized, "missing agent credentials (Authorization: Basic)")
@@ -233,16 +253,6 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		g.log.Info("agent rejected: unknown namespace", "agent", name, "namespace", ns)
 		g.reject(w, http.StatusNotFound, "namespace %q does not exist", ns)
 		return
-	}
-	if max := g.cfg.MaxSessions; max > 0 {
-		g.mu.Lock()
-		full := len(g.sessions) >= max
-		g.mu.Unlock()
-		if full {
-			g.log.Warn("agent rejected: session limit reached", "agent", name, "limit", max)
-			g.reject(w, http.StatusTooManyRequests, "backend holds its maximum of %d agent sessions; retry later or connect to another backend", max)
-			return
-		}
 	}
 	subs := splitSubscriptions(r.Header.Get(HeaderSubscriptions), name)
 	acks := r.Header.Get(AckHeader) == "1"
@@ -407,6 +417,7 @@ func (g *Gateway) Close(ctx context.Context) error {
 	select {
 	case <-done:
 	case <-ctx.Done():
+		g.workCancel()
 		for _, s := range all {
 			_ = s.conn.CloseNow()
 		}
@@ -415,5 +426,6 @@ func (g *Gateway) Close(ctx context.Context) error {
 	}
 	g.stopWorkers.Do(func() { close(g.workStop) })
 	g.workers.Wait()
+	g.workCancel()
 	return err
 }

@@ -219,6 +219,12 @@ func (s *session) decodeAndProcess(log *slog.Logger, frame []byte) {
 	// An agent acts only in its own namespace, whatever the payload says.
 	ev.Entity.Metadata.Namespace = s.ns
 	ev.Metadata.Namespace = s.ns
+	if !events.ValidName(ev.Entity.Metadata.Name) || (ev.Check != nil && ((ev.Check.Metadata.Name != "" && !events.ValidName(ev.Check.Metadata.Name)) ||
+		(ev.Check.ProxyEntityName != "" && !events.ValidName(ev.Check.ProxyEntityName)))) {
+		s.g.malformed.Add(1)
+		log.Warn("event with an invalid entity or check name dropped", "entity", ev.Entity.Metadata.Name)
+		return
+	}
 	if keepalive && ev.Entity.Metadata.Name != s.name {
 		s.g.malformed.Add(1)
 		log.Warn("keepalive for another entity dropped", "entity", ev.Entity.Metadata.Name)
@@ -229,9 +235,11 @@ func (s *session) decodeAndProcess(log *slog.Logger, frame []byte) {
 
 // process persists one event through the node and acknowledges it.
 func (s *session) process(log *slog.Logger, ev *events.Event, msgType string, keepalive bool) {
-	if err := s.g.cfg.Hooks.HandleEvent(s.ctx, ev, keepalive); err != nil {
+	// An event already read is finished even when its session ends meanwhile (agent
+	// gone, replaced, server stopping): only the gateway's close deadline cancels it.
+	if err := s.g.cfg.Hooks.HandleEvent(s.g.workCtx, ev, keepalive); err != nil {
 		s.g.eventsFailed.Add(1)
-		if s.ctx.Err() == nil {
+		if s.g.workCtx.Err() == nil {
 			log.Error("event not accepted", "type", msgType, "err", err)
 		}
 		return

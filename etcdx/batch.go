@@ -86,6 +86,9 @@ var ErrBatcherClosed = errors.New("batcher closed")
 
 // Put submits one conditional write and waits until it committed or failed.
 func (b *Batcher) Put(ctx context.Context, p CondPut) (CondResult, error) {
+	if n := sizeOf(p); n > MaxBatchBytes {
+		return CondResult{}, fmt.Errorf("%s (%d bytes, limit %d): %w", p.Key, n, MaxBatchBytes, ErrTooLarge)
+	}
 	r := &batchReq{put: p, done: make(chan batchDone, 1)}
 	select {
 	case b.in <- r:
@@ -114,6 +117,22 @@ func (b *Batcher) Close() {
 }
 
 func opsOf(p CondPut) int { return 2 + len(p.Extra) }
+
+// MaxBatchBytes bounds one grouped transaction: etcd refuses requests over 1.5 MiB by
+// default, and one refused transaction would fail every write in it.
+const MaxBatchBytes = 1 << 20
+
+// ErrTooLarge reports a single write larger than MaxBatchBytes.
+var ErrTooLarge = errors.New("write is too large for one etcd transaction")
+
+// sizeOf estimates the bytes a write adds to a transaction.
+func sizeOf(p CondPut) int {
+	n := 2*len(p.Key) + len(p.Value) + 64
+	for _, op := range p.Extra {
+		n += len(op.KeyBytes()) + len(op.ValueBytes()) + 16
+	}
+	return n
+}
 
 // keysOf lists every key a write touches; etcd refuses a transaction that writes one
 // key twice.
@@ -157,23 +176,25 @@ func (b *Batcher) loop() {
 			keys[k] = true
 		}
 		ops := opsOf(first.put)
+		size := sizeOf(first.put)
 		timer := time.NewTimer(b.maxDelay)
 	gather:
 		for ops < b.maxOps {
 			select {
 			case r := <-b.in:
 				rk := keysOf(r.put)
-				if overlaps(keys, rk) || ops+opsOf(r.put) > b.maxOps {
+				if overlaps(keys, rk) || ops+opsOf(r.put) > b.maxOps || size+sizeOf(r.put) > MaxBatchBytes {
 					// The same key twice in one transaction is refused by etcd: commit
 					// what we have, then this one.
 					b.commit(batch)
-					batch, keys, ops = nil, map[string]bool{}, 0
+					batch, keys, ops, size = nil, map[string]bool{}, 0, 0
 				}
 				batch = append(batch, r)
 				for _, k := range rk {
 					keys[k] = true
 				}
 				ops += opsOf(r.put)
+				size += sizeOf(r.put)
 			case <-timer.C:
 				break gather
 			}

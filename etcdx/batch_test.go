@@ -2,6 +2,7 @@ package etcdx_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"testing"
@@ -85,4 +86,41 @@ func TestBatcherGroupsAndKeepsCAS(t *testing.T) {
 		}()
 	}
 	w2.Wait()
+}
+
+func TestBatcherSplitsBySize(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs the shared etcd member")
+	}
+	cli := sharedStore.Client()
+	b := etcdx.NewBatcher(cli, 1, 1000, 20*time.Millisecond)
+	defer b.Close()
+	prefix := etcdx.Key("batchsize", t.Name())
+	t.Cleanup(func() { cli.Delete(context.Background(), prefix+"/", clientv3.WithPrefix()) })
+	// 200 writes of 8 KiB would make one 1.6 MB transaction, over etcd's request limit.
+	big := make([]byte, 8<<10)
+	var wg sync.WaitGroup
+	errs := make(chan error, 200)
+	for i := 0; i < 200; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			_, err := b.Put(context.Background(), etcdx.CondPut{Key: fmt.Sprintf("%s/k%03d", prefix, i), Value: big, ModRev: -1})
+			errs <- err
+		}(i)
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if st := b.Stats(); st.Writes != 200 || st.Commits < 2 {
+		t.Fatalf("stats %+v: want 200 writes in at least 2 transactions", st)
+	}
+	_, err := b.Put(context.Background(), etcdx.CondPut{Key: prefix + "/huge", Value: make([]byte, 2<<20), ModRev: -1})
+	if !errors.Is(err, etcdx.ErrTooLarge) {
+		t.Fatalf("a 2 MiB write: %v, want ErrTooLarge", err)
+	}
 }

@@ -105,3 +105,7 @@ func StoreName(r Resource) string {
 	}
 	return r.Meta().Name
 }
+
+// ValidName reports whether s may name a resource (an entity, a check, a namespace):
+// letters, digits and _ . - : only, so it is one segment of a storage key and a URL.
+func ValidName(s string) bool { return nameRE.MatchString(s) }

@@ -194,7 +194,11 @@ func (n *Node) nextEventState(ctx context.Context, ev *events.Event, now time.Ti
 func (n *Node) handleResult(ctx context.Context, ev *events.Event, now time.Time, cmp []clientv3.Cmp, extra ...clientv3.Op) error {
 	if ev.Check == nil || ev.Check.Metadata.Name == "" {
 		if ev.HasMetrics() {
-			n.afterStore(ev) // metrics-only events are handled by the pipeline, not stored
+			// Metrics-only events are handled by the pipeline, not stored: refuse them
+			// (no ack, the agent keeps them) when the pipeline cannot take them now.
+			if n.pipe != nil && !n.pipe.p.Submit(ev) {
+				return errors.New("event pipeline is full or stopping; metrics not accepted, send them again")
+			}
 			return nil
 		}
 		return errors.New("event has no check name")
@@ -221,7 +225,8 @@ func (n *Node) handleResult(ctx context.Context, ev *events.Event, now time.Time
 		if ev.Check.Executed == 0 {
 			ev.Check.Executed = now.Unix()
 		}
-		rec, _ := json.Marshal(ttlRecord{Executed: ev.Check.Executed, TTL: ev.Check.Ttl})
+		// The server's clock, not the agent's: a skewed agent must not raise or hide TTL events.
+		rec, _ := json.Marshal(ttlRecord{Executed: now.Unix(), TTL: ev.Check.Ttl})
 		ops = append(ops, clientv3.OpPut(ttlKey(ns, ev.Entity.Metadata.Name, ev.Check.Metadata.Name), string(rec)))
 	}
 	if op := aggregateOp(ev, now); op != nil {

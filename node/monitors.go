@@ -181,6 +181,10 @@ func (n *Node) raiseTTL(ctx context.Context, l *etcdx.Leadership, ns, entity, ch
 		}
 		return err
 	}
+	if prev.Check == nil || prev.Check.Ttl == 0 {
+		// The check no longer has a ttl: its results stopped refreshing this record.
+		return n.store.DeleteRev(ctx, ttlKey(ns, entity, check), wr.rev)
+	}
 	ev := &events.Event{Entity: prev.Entity, Timestamp: now.Unix()}
 	ev.Metadata.Namespace = ns
 	c := *prev.Check

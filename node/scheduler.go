@@ -271,8 +271,23 @@ func (n *Node) liveAgents(ctx context.Context, ns string, subs []string) ([]stri
 // each request to the agents connected here.
 func (n *Node) deliverRequests(ctx context.Context) {
 	prefix := etcdx.Key("checkrequests")
-	var timers sync.WaitGroup
-	defer timers.Wait()
+	// Splayed proxy requests wait on timers; a stopping node cancels those not yet due
+	// instead of waiting for them (a splay can be most of a long interval).
+	var (
+		timers  sync.WaitGroup
+		tmu     sync.Mutex
+		pending = map[*time.Timer]struct{}{}
+	)
+	defer func() {
+		tmu.Lock()
+		for t := range pending {
+			if t.Stop() {
+				timers.Done()
+			}
+		}
+		tmu.Unlock()
+		timers.Wait()
+	}()
 	for ctx.Err() == nil {
 		rev := int64(0)
 		resp, err := n.client.Get(ctx, prefix+"/", clientv3.WithPrefix(), clientv3.WithCountOnly())
@@ -300,12 +315,19 @@ func (n *Node) deliverRequests(ctx context.Context) {
 				}
 				r := r
 				timers.Add(1)
-				time.AfterFunc(r.Delay, func() {
+				tmu.Lock()
+				var t *time.Timer
+				t = time.AfterFunc(r.Delay, func() {
 					defer timers.Done()
+					tmu.Lock()
+					delete(pending, t)
+					tmu.Unlock()
 					if ctx.Err() == nil {
 						n.gateway.Deliver(pub.Namespace, r.Request, r.Subscriptions)
 					}
 				})
+				pending[t] = struct{}{}
+				tmu.Unlock()
 			}
 		}
 	}

@@ -346,13 +346,9 @@ func allowed(role Role, v verb, plural string) bool {
 		}
 		return v == verbRead
 	case RoleAgent:
-		switch plural {
-		case "users", "apikeys", "cluster":
-			return false
-		case "entities", "events":
-			return true
-		}
-		return v == verbRead
+		// Agents speak the WebSocket protocol; through the API they may touch only
+		// entities and events, never read definitions that may carry secrets.
+		return plural == "entities" || plural == "events"
 	}
 	return false
 }
