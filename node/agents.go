@@ -264,3 +264,14 @@ func (n *Node) handleResult(ctx context.Context, ev *events.Event, now time.Time
 	n.afterStore(ev)
 	return nil
 }
+
+// storeAPIEvent stores an event written through the REST API as a check result.
+func (n *Node) storeAPIEvent(ctx context.Context, ev *events.Event) error {
+	if ev.Entity == nil {
+		return errors.New("event has no entity")
+	}
+	if ev.Entity.EntityClass == "" {
+		ev.Entity.EntityClass = events.EntityProxy
+	}
+	return n.handleResult(ctx, ev, time.Now(), nil)
+}

@@ -475,3 +475,23 @@ func TestDeregisterRemovesEntity(t *testing.T) {
 		t.Fatalf("its events should go too: %d", st)
 	}
 }
+
+func TestAPIEventIsAResult(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a real etcd member")
+	}
+	n := nodetest.Start(t)
+	body := `{"entity":{"metadata":{"name":"router1"},"entity_class":"proxy"},"check":{"metadata":{"name":"ping"},"status":%d,"output":"from a script"}}`
+	for i, st := range []int{2, 0} {
+		if code := apiDo(t, n, "POST", "/api/core/v2/namespaces/default/events", fmt.Sprintf(body, st)); code != 201 {
+			t.Fatalf("post %d: %d", i, code)
+		}
+	}
+	var ev events.Event
+	if apiGet(t, n, "/api/core/v2/namespaces/default/events/router1/ping", &ev) != 200 {
+		t.Fatal("event not stored")
+	}
+	if len(ev.Check.History) != 2 || ev.Check.History[0].Status != 2 || ev.Check.State != "passing" || ev.Check.Occurrences != 1 {
+		t.Fatalf("an API result should get state like an agent's: %+v", ev.Check)
+	}
+}

@@ -193,7 +193,7 @@ func (n *Node) Start(ctx context.Context) (err error) {
 	}
 	n.api = api.New(api.Config{
 		Name: n.cfg.Name, Version: n.cfg.Version, Store: n.store, EtcdClient: clientCfg, Auth: auth,
-		Logger: n.log.With("component", "api"), Tasks: n.taskOwners, Execute: n.executeAdhoc,
+		Logger: n.log.With("component", "api"), Tasks: n.taskOwners, Execute: n.executeAdhoc, StoreEvent: n.storeAPIEvent,
 	})
 	if err := n.startPipeline(ctx); err != nil {
 		closeListeners()

@@ -357,6 +357,9 @@ func (s *Server) create(ctx context.Context, rt route, res events.Resource) erro
 	if err := s.checkReferences(ctx, rt, res); err != nil {
 		return err
 	}
+	if ev, ok := res.(*events.Event); ok && s.cfg.StoreEvent != nil && isNewResult(ev) {
+		return s.cfg.StoreEvent(ctx, ev)
+	}
 	val, err := json.Marshal(res)
 	if err != nil {
 		return err
@@ -374,6 +377,9 @@ func (s *Server) create(ctx context.Context, rt route, res events.Resource) erro
 func (s *Server) put(ctx context.Context, rt route, res events.Resource, rev int64) error {
 	if err := s.checkReferences(ctx, rt, res); err != nil {
 		return err
+	}
+	if ev, ok := res.(*events.Event); ok && s.cfg.StoreEvent != nil && rev == 0 && isNewResult(ev) {
+		return s.cfg.StoreEvent(ctx, ev)
 	}
 	key := resourceKey(rt.kind, rt.ns, events.StoreName(res))
 	if u, ok := res.(*events.User); ok && u.PasswordHash == "" {
@@ -499,4 +505,12 @@ func randomUUID() string {
 	raw[6] = (raw[6] & 0x0f) | 0x40
 	raw[8] = (raw[8] & 0x3f) | 0x80
 	return fmt.Sprintf("%x-%x-%x-%x-%x", raw[0:4], raw[4:6], raw[6:8], raw[8:10], raw[10:16])
+}
+
+// isNewResult tells a new check result written through the API (a script, a proxy
+// check) from a stored event being restored (create -f of a dump): a result carries no
+// history of its own and goes through state, silencing and handlers; an event with a
+// history is stored as given, so a restore keeps it.
+func isNewResult(ev *events.Event) bool {
+	return ev.Check != nil && len(ev.Check.History) == 0
 }

@@ -39,6 +39,9 @@ type Config struct {
 	Logger     *slog.Logger
 	// Tasks reports the owner of each elected task for /info; nil means none run yet.
 	Tasks func() map[string]*string
+	// StoreEvent stores an event written through the API as a check result (state,
+	// silencing, pipeline); nil stores it as given.
+	StoreEvent func(ctx context.Context, ev *events.Event) error
 	// Execute publishes an ad hoc check request (POST …/checks/{name}/execute).
 	Execute func(ctx context.Context, ns, check string, subscriptions []string, reason string) error
 }
