@@ -98,7 +98,7 @@ func (n *Node) writeEvent(ctx context.Context, ev *events.Event, now time.Time, 
 		if err != nil && !errors.Is(err, etcdx.ErrNotFound) {
 			return err
 		}
-		e.ev, e.rev, e.loaded = prev, rev, true
+		e.ev, e.rev, e.loaded = slim(prev), rev, true
 	}
 	if e.seen(ev.ID) {
 		return nil // a resend of a result already stored
@@ -115,7 +115,7 @@ func (n *Node) writeEvent(ctx context.Context, ev *events.Event, now time.Time, 
 			return err
 		}
 		if res.Written {
-			e.ev, e.rev = ev, res.Rev
+			e.ev, e.rev = slim(ev), res.Rev
 			if ev.ID != "" {
 				e.recent[e.next%len(e.recent)] = ev.ID
 				e.next++
@@ -129,8 +129,25 @@ func (n *Node) writeEvent(ctx context.Context, ev *events.Event, now time.Time, 
 			if err := json.Unmarshal(res.Current.Value, prev); err != nil {
 				return fmt.Errorf("stored event %s: %w", key, err)
 			}
-			e.ev = prev
+			e.ev = slim(prev)
 		}
 	}
 	return fmt.Errorf("store event %s: %w", key, etcdx.ErrConflict)
+}
+
+// slim keeps of a stored event what the next result's state needs (see
+// events.UpdateEventState) and its ID, so the cache's memory does not grow with check
+// output and entity size, and the cache never shares an event with the pipeline.
+func slim(ev *events.Event) *events.Event {
+	if ev == nil {
+		return nil
+	}
+	out := &events.Event{ID: ev.ID}
+	if c := ev.Check; c != nil {
+		out.Check = &events.Check{
+			History: c.History, State: c.State, LastOK: c.LastOK,
+			Occurrences: c.Occurrences, OccurrencesWatermark: c.OccurrencesWatermark,
+		}
+	}
+	return out
 }
