@@ -276,8 +276,10 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	g.connects.Add(1)
 	g.log.Debug("agent connected", "agent", name, "namespace", ns, "subscriptions", subs, "acks", acks, "remote", r.RemoteAddr)
-	// The handler's goroutine runs the session; r.Context() is not used after Accept.
-	s.run()
+	// The session runs on a fresh goroutine and the handler returns: the connection is
+	// hijacked, and the handler's stack, grown by the handshake's etcd calls, would stay
+	// that size for the whole life of an idle agent. r is not used after Accept.
+	go s.run()
 }
 
 // splitSubscriptions parses the comma-separated header and adds entity:<name>.
