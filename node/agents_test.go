@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -455,8 +457,14 @@ func TestDeregisterRemovesEntity(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	out := filepath.Join(t.TempDir(), "deregistered")
+	if st := apiDo(t, n, "PUT", "/api/core/v2/namespaces/default/handlers/dereg",
+		fmt.Sprintf(`{"metadata":{"name":"dereg"},"type":"pipe","command":"cat > %s","timeout":10}`, out)); st != 201 {
+		t.Fatalf("create handler: %d", st)
+	}
 	ka := keepalive("ephemeral1", 2)
 	ka.Entity.Deregister = true
+	ka.Entity.Deregistration.Handler = "dereg"
 	a.send(agentgw.TypeKeepalive, ka)
 	a.send(agentgw.TypeEvent, result("ephemeral1", "disk", 0, "d-1"))
 	a.next(agentgw.TypeAck, 5*time.Second)
@@ -473,6 +481,16 @@ func TestDeregisterRemovesEntity(t *testing.T) {
 	}
 	if st := apiGet(t, n, "/api/core/v2/namespaces/default/events/ephemeral1/disk", nil); st != 404 {
 		t.Fatalf("its events should go too: %d", st)
+	}
+	// The deregistration handler got the deregistration event.
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		if b, err := os.ReadFile(out); err == nil && strings.Contains(string(b), "deregistered") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the deregistration handler did not run")
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
 

@@ -113,7 +113,12 @@ func (n *Node) raiseKeepalive(ctx context.Context, l *etcdx.Leadership, ns, name
 		clientv3.Compare(clientv3.ModRevision(keepaliveKey(ns, name)), "=", wr.rev),
 	}
 	if rec.Deregister {
-		// The agent is gone for good: remove its entity, events and keepalive record.
+		// The agent is gone for good: remove its entity, events and keepalive record,
+		// then hand a deregistration event to its deregistration handler, if it has one.
+		ent, err := n.entityConfig(ctx, ns, name)
+		if err != nil {
+			return err
+		}
 		resp, err := n.client.Txn(ctx).If(fence...).Then(
 			clientv3.OpDelete(entityKey(ns, name)),
 			clientv3.OpDelete(etcdx.Key("events", ns, name)+"/", clientv3.WithPrefix()),
@@ -122,6 +127,14 @@ func (n *Node) raiseKeepalive(ctx context.Context, l *etcdx.Leadership, ns, name
 		).Commit()
 		if err == nil && resp.Succeeded {
 			n.log.Info("entity deregistered after its keepalives stopped", "entity", name, "namespace", ns, "silent_for", fmt.Sprintf("%ds", age))
+			if ent != nil && ent.Deregistration.Handler != "" {
+				chk := &events.Check{}
+				chk.Interval, chk.Timeout, chk.Ttl = rec.Interval, rec.WarningTimeout, rec.CriticalTimeout
+				ev := keepaliveEvent(ent, chk, 1, fmt.Sprintf("Entity %s deregistered: no keepalive for %d seconds", name, age), now)
+				ev.Check.Metadata.Name = "deregistration"
+				ev.Check.Handlers = []string{ent.Deregistration.Handler}
+				n.afterStore(ev)
+			}
 		}
 		return err
 	}
