@@ -312,6 +312,9 @@ func (s *Server) prepare(body []byte, rt route, p *Principal) (events.Resource, 
 	if meta := res.Meta(); meta.CreatedBy == "" {
 		meta.CreatedBy = p.Username
 	}
+	if si, ok := res.(*events.Silenced); ok && si.Creator == "" {
+		si.Creator = p.Username
+	}
 	if err := res.Validate(); err != nil {
 		return nil, err
 	}
