@@ -549,8 +549,17 @@ func TestClusterEndToEnd(t *testing.T) {
 		if err != nil || resp.Count != 100 {
 			t.Fatalf("keys on the replaced member: %v %v", resp, err)
 		}
-		if _, err := os.Stat(filepath.Join(killed.stateDir, "cluster-join.json")); !os.IsNotExist(err) {
-			t.Fatalf("join file left behind: %v", err)
+		// The restarted server deletes its join file once it serves, which can be a moment
+		// after the member counted as started.
+		for deadline := time.Now().Add(10 * time.Second); ; {
+			_, err := os.Stat(filepath.Join(killed.stateDir, "cluster-join.json"))
+			if os.IsNotExist(err) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("join file left behind: %v", err)
+			}
+			time.Sleep(100 * time.Millisecond)
 		}
 		// Without --config, replace refuses a member that still answers.
 		out, code = c.cli(t, "cluster", "replace", killed.name)
