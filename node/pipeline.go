@@ -285,8 +285,12 @@ func aggregateOp(ev *events.Event, now time.Time) *clientv3.Op {
 	}
 	rec := events.NewAggregateRecord(ev)
 	val, _ := json.Marshal(rec)
-	op := clientv3.OpPut(aggregateKey(ev.Entity.Metadata.Namespace, ev.Check.Aggregate, rec.Entity), string(val))
+	op := clientv3.OpPut(aggregateKey(ev.Entity.Metadata.Namespace, ev.Check.Aggregate, rec.Entity, ev.Check.Metadata.Name), string(val))
 	return &op
 }
 
-func aggregateKey(ns, name, entity string) string { return etcdx.Key("aggregates", ns, name, entity) }
+// aggregateKey keys a result by entity and check, so two checks of one entity in the
+// same aggregate each count.
+func aggregateKey(ns, name, entity, check string) string {
+	return etcdx.Key("aggregates", ns, name, entity, check)
+}
