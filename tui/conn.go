@@ -2,15 +2,12 @@ package tui
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
 	"net/url"
-	"os"
 	"strings"
 	"sync"
 	"time"
@@ -204,24 +201,11 @@ func newFailover(raw []string, cfg client.Config) (*failover, error) {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.DialContext = (&net.Dialer{Timeout: time.Second, KeepAlive: 15 * time.Second}).DialContext
 	tr.TLSHandshakeTimeout = 3 * time.Second
-	if cfg.TrustedCAFile != "" || cfg.InsecureSkipTLSVerify {
-		tc := &tls.Config{InsecureSkipVerify: cfg.InsecureSkipTLSVerify}
-		if cfg.TrustedCAFile != "" {
-			pem, err := os.ReadFile(cfg.TrustedCAFile)
-			if err != nil {
-				return nil, fmt.Errorf("trusted CA file: %w", err)
-			}
-			pool, err := x509.SystemCertPool()
-			if err != nil || pool == nil {
-				pool = x509.NewCertPool()
-			}
-			if !pool.AppendCertsFromPEM(pem) {
-				return nil, fmt.Errorf("trusted CA file %s: no PEM certificates in it", cfg.TrustedCAFile)
-			}
-			tc.RootCAs = pool
-		}
-		tr.TLSClientConfig = tc
+	tc, err := client.TLSConfig(cfg)
+	if err != nil {
+		return nil, err
 	}
+	tr.TLSClientConfig = tc
 	f.base = tr
 	return f, nil
 }

@@ -110,24 +110,11 @@ func New(cfg Config, opts Options) (*Client, error) {
 	hc := opts.HTTPClient
 	if hc == nil {
 		tr := http.DefaultTransport.(*http.Transport).Clone()
-		if cfg.TrustedCAFile != "" || cfg.InsecureSkipTLSVerify {
-			tc := &tls.Config{InsecureSkipVerify: cfg.InsecureSkipTLSVerify}
-			if cfg.TrustedCAFile != "" {
-				pem, err := os.ReadFile(cfg.TrustedCAFile)
-				if err != nil {
-					return nil, fmt.Errorf("trusted CA file: %w", err)
-				}
-				pool, err := x509.SystemCertPool()
-				if err != nil || pool == nil {
-					pool = x509.NewCertPool()
-				}
-				if !pool.AppendCertsFromPEM(pem) {
-					return nil, fmt.Errorf("trusted CA file %s: no PEM certificates in it", cfg.TrustedCAFile)
-				}
-				tc.RootCAs = pool
-			}
-			tr.TLSClientConfig = tc
+		tc, err := TLSConfig(cfg)
+		if err != nil {
+			return nil, err
 		}
+		tr.TLSClientConfig = tc
 		hc = &http.Client{Transport: tr, Timeout: time.Minute}
 	}
 	return &Client{base: base, hc: hc, opts: opts, cfg: cfg}, nil
@@ -534,4 +521,28 @@ func (c *Client) Delete(ctx context.Context, k events.Kind, ns, name string) err
 		return err
 	}
 	return decodeResponse(resp, nil)
+}
+
+// TLSConfig is the client TLS configuration of cfg: its trusted CA file added to the
+// system pool, or verification skipped when asked; nil when neither is set.
+func TLSConfig(cfg Config) (*tls.Config, error) {
+	if cfg.TrustedCAFile == "" && !cfg.InsecureSkipTLSVerify {
+		return nil, nil
+	}
+	tc := &tls.Config{InsecureSkipVerify: cfg.InsecureSkipTLSVerify}
+	if cfg.TrustedCAFile != "" {
+		pem, err := os.ReadFile(cfg.TrustedCAFile)
+		if err != nil {
+			return nil, fmt.Errorf("trusted CA file: %w", err)
+		}
+		pool, err := x509.SystemCertPool()
+		if err != nil || pool == nil {
+			pool = x509.NewCertPool()
+		}
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("trusted CA file %s: no PEM certificates in it", cfg.TrustedCAFile)
+		}
+		tc.RootCAs = pool
+	}
+	return tc, nil
 }
