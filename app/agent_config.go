@@ -106,22 +106,8 @@ var agentKeys = []configKey{
 	{"log-level", "info", "log level: debug, info, warn or error"},
 }
 
-// addAgentFlags declares one flag per agent key, with its default shown in --help. Flag
-// defaults are never merged: the defaults layer owns them.
-func addAgentFlags(fs *pflag.FlagSet) {
-	for _, k := range agentKeys {
-		switch d := k.def.(type) {
-		case bool:
-			fs.Bool(k.name, d, k.help)
-		case []string:
-			fs.String(k.name, strings.Join(d, " "), k.help+" (space- or comma-separated list)")
-		case map[string]string:
-			fs.String(k.name, "", k.help)
-		default:
-			fs.String(k.name, fmt.Sprint(d), k.help)
-		}
-	}
-}
+// addAgentFlags declares one flag per agent key on fs.
+func addAgentFlags(fs *pflag.FlagSet) { addKeyFlags(fs, agentKeys) }
 
 // loadAgentConfig layers defaults < config file < PICKET_AGENT_* environment < flags
 // that were set on the command line, and decodes the result. configFile "" means the

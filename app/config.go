@@ -119,15 +119,20 @@ var backendKeys = []configKey{
 	{"etcd-auto-compaction-retention", "1h", "etcd auto compaction retention (duration for periodic, count for revision)"},
 }
 
-// addBackendFlags declares one flag per backend key on fs, with the key's default shown
-// in --help. Flag defaults are never merged: the defaults layer owns them.
-func addBackendFlags(fs *pflag.FlagSet) {
-	for _, k := range backendKeys {
+// addBackendFlags declares one flag per backend key on fs.
+func addBackendFlags(fs *pflag.FlagSet) { addKeyFlags(fs, backendKeys) }
+
+// addKeyFlags declares one flag per key, with its default shown in --help. Flag
+// defaults are never merged: the defaults layer owns them.
+func addKeyFlags(fs *pflag.FlagSet, keys []configKey) {
+	for _, k := range keys {
 		switch d := k.def.(type) {
 		case bool:
 			fs.Bool(k.name, d, k.help)
 		case []string:
 			fs.String(k.name, strings.Join(d, " "), k.help+" (space- or comma-separated list)")
+		case map[string]string:
+			fs.String(k.name, "", k.help)
 		default:
 			fs.String(k.name, fmt.Sprint(d), k.help)
 		}

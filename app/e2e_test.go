@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -16,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/picketmon/picket/node/nodetest"
 )
 
 // These tests build the real picket binary and drive it as an operator would.
@@ -49,23 +50,8 @@ func picketBinary(t *testing.T) string {
 	return built.path
 }
 
-func freeTCPPorts(t *testing.T, n int) []int {
-	t.Helper()
-	var out []int
-	var lns []net.Listener
-	for i := 0; i < n; i++ {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		lns = append(lns, l)
-		out = append(out, l.Addr().(*net.TCPAddr).Port)
-	}
-	for _, l := range lns {
-		l.Close()
-	}
-	return out
-}
+// freeTCPPorts returns n ports free on 127.0.0.1.
+func freeTCPPorts(t *testing.T, n int) []int { return nodetest.FreePorts(t, n) }
 
 // serverProc is a running `picket server` process.
 type serverProc struct {

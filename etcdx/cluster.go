@@ -358,29 +358,6 @@ func ClusterStatus(ctx context.Context, cli *clientv3.Client, base ClientConfig,
 	return out, nil
 }
 
-// Agreement checks that every member answered and that all agree on one leader and
-// term; it returns the leader's ID.
-func Agreement(sts []MemberStatus) (uint64, error) {
-	var leader, term uint64
-	for _, s := range sts {
-		if s.Err != "" {
-			return 0, fmt.Errorf("member %s (%s): %s", s.Name, s.IDHex, s.Err)
-		}
-		if s.Leader == 0 {
-			return 0, fmt.Errorf("member %s (%s) sees no leader", s.Name, s.IDHex)
-		}
-		if leader == 0 {
-			leader, term = s.Leader, s.RaftTerm
-			continue
-		}
-		if s.Leader != leader || s.RaftTerm != term {
-			return 0, fmt.Errorf("members disagree: %s sees leader %x in term %d, another sees %x in term %d",
-				s.Name, s.Leader, s.RaftTerm, leader, term)
-		}
-	}
-	return leader, nil
-}
-
 // MoveLeader hands raft leadership to member to. The request must reach the current
 // leader, so MoveLeader finds it and dials it with a dedicated client built from base.
 func MoveLeader(ctx context.Context, cli *clientv3.Client, base ClientConfig, to uint64) error {

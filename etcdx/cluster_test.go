@@ -130,8 +130,10 @@ func TestThreeMemberCluster(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := etcdx.Agreement(sts); err != nil {
-			t.Fatal(err)
+		for _, st := range sts {
+			if st.Err != "" || st.Leader == 0 || st.Leader != sts[0].Leader || st.RaftTerm != sts[0].RaftTerm {
+				t.Fatalf("members do not agree on one leader and term: %+v", sts)
+			}
 		}
 	})
 

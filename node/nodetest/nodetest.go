@@ -67,7 +67,7 @@ func StartWith(t testing.TB, o Options) *Node {
 	// Free ports are picked, released, then bound by etcd: another test process may take
 	// one in between, so a busy port means trying again with new ones.
 	for attempt := 0; ; attempt++ {
-		ports := freePorts(t, 2)
+		ports := FreePorts(t, 2)
 		client := fmt.Sprintf("http://127.0.0.1:%d", ports[0])
 		peer := fmt.Sprintf("http://127.0.0.1:%d", ports[1])
 		n = node.New(node.Config{
@@ -118,7 +118,8 @@ func (n *Node) Stop(t testing.TB) {
 	}
 }
 
-func freePorts(t testing.TB, n int) []int {
+// FreePorts returns n distinct TCP ports free on 127.0.0.1 at the time of the call.
+func FreePorts(t testing.TB, n int) []int {
 	t.Helper()
 	var out []int
 	var lns []net.Listener
