@@ -33,6 +33,8 @@ connected agent (read from the server's /metrics before and after connecting).
 
 Modes:
   agents   N simulated agents with keepalives and an optional event rate
+  etcd     the embedded etcd member alone: one put per event, raw grouped puts and
+           Picket's grouped writer (see 'picket bench etcd --help')
 
 Examples:
   picket bench agents --agents 1000 --password "$AGENT_PASSWORD"
@@ -77,12 +79,15 @@ func (s *schedLatency) record(payload []byte, recv time.Time) {
 }
 
 func runBench(ctx context.Context, env *Env, args []string) error {
+	if len(args) > 0 && args[0] == "etcd" {
+		return runBenchEtcd(ctx, env, args[1:])
+	}
 	if len(args) == 0 || args[0] != "agents" {
 		if len(args) > 0 && (args[0] == "--help" || args[0] == "-h") {
-			fmt.Fprintf(env.Stdout, "Usage: picket bench agents [flags]\n\n%s\n", benchDescription)
+			fmt.Fprintf(env.Stdout, "Usage: picket bench agents|etcd [flags]\n\n%s\n", benchDescription)
 			return nil
 		}
-		return usageErrorf("say what to bench: 'picket bench agents' (see 'picket bench --help')")
+		return usageErrorf("say what to bench: 'picket bench agents' or 'picket bench etcd' (see 'picket bench --help')")
 	}
 	fs := newModeFlags("bench agents", "bench agents [flags]", benchDescription, env)
 	var c benchConfig

@@ -15,7 +15,9 @@ import (
 	"time"
 
 	"go.etcd.io/etcd/client/pkg/v3/transport"
+	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
+	"go.etcd.io/etcd/server/v3/etcdserver/api/v3client"
 	"go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/grpc"
 )
@@ -560,4 +562,12 @@ func (e *Embedded) WaitPromoted(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// InProcessClient returns a client that calls this member's server directly instead of
+// through gRPC on a socket: no serialization and no network stack per request. It
+// honours neither TLS nor etcd auth (there is no connection to secure); the caller
+// closes it before Close.
+func (e *Embedded) InProcessClient() *clientv3.Client {
+	return v3client.New(e.etcd.Server)
 }
