@@ -205,7 +205,9 @@ func (s *session) decodeAndProcess(log *slog.Logger, frame []byte) {
 		return
 	}
 	ev := &events.Event{}
-	if err := json.Unmarshal(payload, ev); err != nil {
+	// UnmarshalJSON directly: json.Unmarshal would scan the whole payload once more
+	// before handing it over.
+	if err := ev.UnmarshalJSON(payload); err != nil {
 		s.g.malformed.Add(1)
 		log.Warn("frame payload is not an event; dropped", "type", msgType, "err", err)
 		return

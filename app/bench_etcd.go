@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"runtime/pprof"
 	"strconv"
@@ -165,7 +164,7 @@ func (b *etcdBench) start(ctx context.Context, env *Env) error {
 	} else if _, err := os.Stat(b.dir); err == nil {
 		return usageErrorf("--dir %s exists; the bench writes a new member there: name a path that does not exist", b.dir)
 	}
-	ports, err := freeLoopbackPorts(2)
+	ports, err := freePorts(2)
 	if err != nil {
 		return err
 	}
@@ -190,26 +189,6 @@ func (b *etcdBench) start(ctx context.Context, env *Env) error {
 	cl := b.etcdClient
 	b.cleanup = append(b.cleanup, func() { cl.Close() })
 	return nil
-}
-
-// freeLoopbackPorts returns n ports that were free on 127.0.0.1 a moment ago.
-func freeLoopbackPorts(n int) ([]int, error) {
-	var ports []int
-	var ls []net.Listener
-	defer func() {
-		for _, l := range ls {
-			l.Close()
-		}
-	}()
-	for i := 0; i < n; i++ {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, fmt.Errorf("find a free port on 127.0.0.1: %w", err)
-		}
-		ls = append(ls, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
 }
 
 // benchStoredEvent is a check result as the server stores it after many runs: an

@@ -3,7 +3,6 @@ package events
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"strings"
 	"sync"
@@ -68,7 +67,7 @@ func (md *mutatorDef) mutate(ctx context.Context, name string, ev *Event) ([]byt
 	if md == nil {
 		switch name {
 		case "", MutatorJSON:
-			return json.Marshal(ev)
+			return ev.MarshalJSON() // directly: json.Marshal would scan and compact it again
 		case MutatorOnlyCheckOutput:
 			if ev.Check == nil {
 				return []byte{}, nil
@@ -93,7 +92,7 @@ func (md *mutatorDef) mutate(ctx context.Context, name string, ev *Event) ([]byt
 		}
 		return []byte(v.String()), nil
 	default:
-		in, err := json.Marshal(ev)
+		in, err := ev.MarshalJSON()
 		if err != nil {
 			return nil, &MutatorError{Mutator: name, Err: err}
 		}
