@@ -208,6 +208,58 @@ func (b *Batcher) commit(batch []*batchReq) {
 	if len(batch) == 0 {
 		return
 	}
+	if len(batch) > 1 && b.commitFlat(batch) {
+		return
+	}
+	b.commitNested(batch)
+}
+
+// commitFlat tries batch as one flat transaction: every write's condition in the If,
+// every put in the Then. etcd applies that for about two thirds of the cost of one
+// nested transaction per write, and the conditions hold nearly always (the writers read
+// what they overwrite). It reports false, having written nothing, when a condition
+// failed; the caller then commits the batch in nested transactions, which settles each
+// write on its own. An error fails every write of the batch, as in commitNested.
+func (b *Batcher) commitFlat(batch []*batchReq) bool {
+	var cmps []clientv3.Cmp
+	then := make([]clientv3.Op, 0, len(batch))
+	for _, r := range batch {
+		p := r.put
+		if p.ModRev >= 0 {
+			cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(p.Key), "=", p.ModRev))
+		}
+		then = append(then, clientv3.OpPut(p.Key, string(p.Value)))
+		then = append(then, p.Extra...)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	resp, err := b.c.Txn(ctx).If(cmps...).Then(then...).Commit()
+	cancel()
+	if err != nil {
+		// The outcome is unknown (the commit may have applied): report it rather than
+		// retry writes that may already be stored.
+		err = fmt.Errorf("grouped commit of %d writes: %w", len(batch), err)
+		for _, r := range batch {
+			r.done <- batchDone{err: err}
+		}
+		return true
+	}
+	if !resp.Succeeded {
+		return false
+	}
+	b.mu.Lock()
+	b.stats.Commits++
+	b.stats.Writes += int64(len(batch))
+	b.mu.Unlock()
+	rev := resp.Header.Revision
+	for _, r := range batch {
+		r.done <- batchDone{res: CondResult{Written: true, Rev: rev}}
+	}
+	return true
+}
+
+// commitNested commits batch as one transaction of nested transactions, each with its
+// own condition, so each write succeeds or fails on its own.
+func (b *Batcher) commitNested(batch []*batchReq) {
 	ops := make([]clientv3.Op, 0, len(batch))
 	for _, r := range batch {
 		p := r.put

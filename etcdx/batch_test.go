@@ -124,3 +124,66 @@ func TestBatcherSplitsBySize(t *testing.T) {
 		t.Fatalf("a 2 MiB write: %v, want ErrTooLarge", err)
 	}
 }
+
+// A group that mixes writes whose conditions hold with one whose condition fails is
+// first tried as one flat transaction, which fails as a whole, and then settled write by
+// write: the good writes land, the stale one is refused with the current value, and its
+// extra put is not applied.
+func TestBatcherMixedGroupFallsBack(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs the shared etcd member")
+	}
+	cli := sharedStore.Client()
+	ctx := context.Background()
+	prefix := etcdx.Key("batchtest", t.Name())
+	t.Cleanup(func() { cli.Delete(context.Background(), prefix+"/", clientv3.WithPrefix()) })
+	stale := prefix + "/stale"
+	if _, err := cli.Put(ctx, stale, "current"); err != nil {
+		t.Fatal(err)
+	}
+	// One worker and a long gathering window: all 21 writes go into one group.
+	b := etcdx.NewBatcher(cli, 1, 1000, 300*time.Millisecond)
+	defer b.Close()
+	type out struct {
+		key string
+		res etcdx.CondResult
+		err error
+	}
+	outs := make(chan out, 21)
+	var wg sync.WaitGroup
+	for i := 0; i < 21; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			p := etcdx.CondPut{Key: fmt.Sprintf("%s/new%02d", prefix, i), Value: []byte("v"), ModRev: 0}
+			if i == 20 {
+				p = etcdx.CondPut{Key: stale, Value: []byte("lost"), ModRev: 1,
+					Extra: []clientv3.Op{clientv3.OpPut(prefix+"/must-not-exist", "x")}}
+			}
+			res, err := b.Put(ctx, p)
+			outs <- out{p.Key, res, err}
+		}(i)
+	}
+	wg.Wait()
+	close(outs)
+	for o := range outs {
+		switch {
+		case o.err != nil:
+			t.Fatalf("%s: %v", o.key, o.err)
+		case o.key == stale && (o.res.Written || string(o.res.Current.Value) != "current"):
+			t.Fatalf("stale write: %+v", o.res)
+		case o.key != stale && !o.res.Written:
+			t.Fatalf("%s was not written: %+v", o.key, o.res)
+		}
+	}
+	if st := b.Stats(); st.Writes != 21 || st.Commits != 1 {
+		t.Fatalf("stats %+v: want the 21 writes settled in one nested transaction", st)
+	}
+	resp, _ := cli.Get(ctx, prefix+"/new", clientv3.WithPrefix(), clientv3.WithCountOnly())
+	if resp.Count != 20 {
+		t.Fatalf("%d new keys stored, want 20", resp.Count)
+	}
+	if g, _ := cli.Get(ctx, prefix+"/must-not-exist"); len(g.Kvs) != 0 {
+		t.Fatal("extra put of a refused write was applied")
+	}
+}

@@ -39,6 +39,16 @@ const (
 	DefaultStartTimeout = 60 * time.Second
 )
 
+// The member's raft snapshot cadence: a snapshot every SnapshotCount applied entries,
+// keeping SnapshotCatchUpEntries behind it for a follower that lags (one further behind
+// is sent a snapshot of the whole store instead). At a few hundred grouped writes per
+// second this keeps several seconds of catch-up and bounds the in-memory raft log to
+// about 3,000 entries.
+const (
+	SnapshotCount          = 2000
+	SnapshotCatchUpEntries = 1000
+)
+
 // ErrAddrInUse reports that a listen address of the embedded member is taken.
 var ErrAddrInUse = errors.New("address already in use")
 
@@ -426,6 +436,12 @@ func (cfg EmbedConfig) etcdConfig(quiet *atomic.Bool) (*embed.Config, error) {
 	if ec.MaxTxnOps == 0 {
 		ec.MaxTxnOps = DefaultMaxTxnOps
 	}
+	// etcd keeps the raft log in memory back to its last snapshot plus the catch-up
+	// entries (10,000 + 5,000 by default), sized for small puts. A grouped event write
+	// is one entry of tens to hundreds of KB, so those defaults hold gigabytes under
+	// load: snapshot and trim far more often.
+	ec.SnapshotCount = SnapshotCount
+	ec.SnapshotCatchUpEntries = SnapshotCatchUpEntries
 
 	hb, el := cfg.HeartbeatInterval, cfg.ElectionTimeout
 	if hb == 0 {
