@@ -275,6 +275,8 @@ func benchAgents(ctx context.Context, env *Env, c benchConfig) error {
 	// Hold: keepalives run in each session; check results at the event rate.
 	holdStart := time.Now()
 	ackedBefore := acked.Load()
+	serverCPU0, cpuErr := serverCPU(c.apiURL)
+	benchCPU0 := processCPU()
 	if c.eventRate > 0 {
 		wg.Add(1)
 		go func() {
@@ -289,6 +291,8 @@ func benchAgents(ctx context.Context, env *Env, c benchConfig) error {
 	}
 	held := time.Since(holdStart)
 	ackedN := acked.Load() - ackedBefore
+	serverCPU1, cpuErr2 := serverCPU(c.apiURL)
+	benchCPU1 := processCPU()
 	memAfter, memErr2 := serverMemory(c.apiURL)
 	stop()
 	for _, a := range agents {
@@ -303,6 +307,15 @@ func benchAgents(ctx context.Context, env *Env, c benchConfig) error {
 		fmt.Fprintf(env.Stdout, "events: sent %d, acknowledged %d = %.0f/s; send→ack latency p50 %s, p99 %s, max %s\n",
 			sent.Load(), ackedN, float64(ackedN)/held.Seconds(),
 			ackLat.pct(0.5).Round(time.Microsecond), ackLat.pct(0.99).Round(time.Microsecond), ackLat.pct(1).Round(time.Microsecond))
+	}
+	if cpuErr == nil && cpuErr2 == nil {
+		used := serverCPU1 - serverCPU0
+		perEvent := ""
+		if ackedN > 0 {
+			perEvent = fmt.Sprintf(" (%.0f µs per acknowledged event)", used/float64(ackedN)*1e6)
+		}
+		fmt.Fprintf(env.Stdout, "CPU while holding: server %.2f cores%s, this bench %.2f cores\n",
+			used/held.Seconds(), perEvent, (benchCPU1-benchCPU0).Seconds()/held.Seconds())
 	}
 	if c.sched != nil {
 		fmt.Fprintf(env.Stdout, "check requests: %d received; delay after grid time p50 %s, p99 %s, max %s\n",
@@ -450,6 +463,35 @@ func benchEvents(ctx context.Context, agents []*benchAgent, c benchConfig, sent 
 // serverMem is what the bench reads of the server's memory.
 type serverMem struct {
 	rss, heap, stack int64
+}
+
+// serverCPU reads the CPU seconds the server process has used from its /metrics.
+func serverCPU(apiURL string) (float64, error) {
+	if apiURL == "" {
+		return 0, errors.New("no --api-url")
+	}
+	resp, err := http.Get(strings.TrimRight(apiURL, "/") + "/metrics")
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "process_cpu_seconds_total "); ok {
+			return strconv.ParseFloat(strings.TrimSpace(v), 64)
+		}
+	}
+	return 0, fmt.Errorf("process_cpu_seconds_total missing from %s/metrics", apiURL)
+}
+
+// processCPU is the CPU time (user and system) this process has used.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // serverMemory reads the resident set size and the Go heap and stack in use from the
