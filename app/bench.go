@@ -178,11 +178,16 @@ func (l *latencies) count() int {
 	return len(l.d)
 }
 
+// benchSendQueue is how many events a simulated agent holds while its socket is busy;
+// beyond that it skips events (counted) instead of queueing without bound.
+const benchSendQueue = 64
+
 type benchAgent struct {
 	name         string
 	entityJSON   []byte
 	handlersJSON []byte
 	conn         *websocket.Conn
+	sendq        chan []byte
 	mu           sync.Mutex
 	pending      map[string]time.Time
 }
@@ -197,7 +202,7 @@ func benchAgents(ctx context.Context, env *Env, c benchConfig) error {
 
 	auth := "Basic " + base64.StdEncoding.EncodeToString([]byte(c.user+":"+c.password))
 	var handshake, ackLat latencies
-	var connected, failed, acked, sent atomic.Int64
+	var connected, failed, acked, sent, backlog atomic.Int64
 	var firstErr atomic.Value
 	agents := make([]*benchAgent, c.agents)
 	runCtx, stop := context.WithCancel(ctx)
@@ -245,8 +250,9 @@ func benchAgents(ctx context.Context, env *Env, c benchConfig) error {
 				return
 			}
 			handshake.add(time.Since(t0))
-			connected.Add(1)
 			a.conn = conn
+			a.sendq = make(chan []byte, benchSendQueue)
+			connected.Add(1) // after a's fields are set: benchEvents reads them once all have connected
 			benchSession(runCtx, a, c, &acked, &ackLat)
 		}(i)
 		if time.Since(lastReport) > 5*time.Second {
@@ -281,7 +287,7 @@ func benchAgents(ctx context.Context, env *Env, c benchConfig) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			benchEvents(runCtx, agents, c, &sent)
+			benchEvents(runCtx, agents, c, &sent, &backlog)
 		}()
 	}
 	hold := time.NewTimer(c.duration)
@@ -304,6 +310,10 @@ func benchAgents(ctx context.Context, env *Env, c benchConfig) error {
 
 	fmt.Fprintf(env.Stdout, "held %d agents for %s\n", connected.Load(), held.Round(time.Millisecond))
 	if c.eventRate > 0 {
+		if n := backlog.Load(); n > 0 {
+			fmt.Fprintf(env.Stdout, "events not sent: %d (%.0f/s), their agent already had %d waiting to be written: the server did not keep up\n",
+				n, float64(n)/held.Seconds(), benchSendQueue)
+		}
 		fmt.Fprintf(env.Stdout, "events: sent %d, acknowledged %d = %.0f/s; send→ack latency p50 %s, p99 %s, max %s\n",
 			sent.Load(), ackedN, float64(ackedN)/held.Seconds(),
 			ackLat.pct(0.5).Round(time.Microsecond), ackLat.pct(0.99).Round(time.Microsecond), ackLat.pct(1).Round(time.Microsecond))
@@ -375,6 +385,19 @@ func benchSession(ctx context.Context, a *benchAgent, c benchConfig, acked *atom
 			}
 		}
 	}()
+	// The agent's sender: one frame at a time, as an agent writes its socket.
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case frame := <-a.sendq:
+				if a.conn.Write(ctx, websocket.MessageBinary, frame) != nil {
+					return
+				}
+			}
+		}
+	}()
 	ka := benchKeepalive(a.name, c)
 	payload, _ := json.Marshal(ka)
 	frame := agentgw.Encode(agentgw.TypeKeepalive, payload)
@@ -406,7 +429,7 @@ func benchKeepalive(name string, c benchConfig) *events.Event {
 }
 
 // benchEvents sends check results round-robin across the agents at the event rate.
-func benchEvents(ctx context.Context, agents []*benchAgent, c benchConfig, sent *atomic.Int64) {
+func benchEvents(ctx context.Context, agents []*benchAgent, c benchConfig, sent, backlog *atomic.Int64) {
 	var live []*benchAgent
 	for _, a := range agents {
 		if a != nil && a.conn != nil {
@@ -423,8 +446,6 @@ func benchEvents(ctx context.Context, agents []*benchAgent, c benchConfig, sent 
 	defer t.Stop()
 	debt := 0.0
 	i := 0
-	var wg sync.WaitGroup
-	defer wg.Wait()
 	for {
 		select {
 		case <-ctx.Done():
@@ -450,12 +471,17 @@ func benchEvents(ctx context.Context, agents []*benchAgent, c benchConfig, sent 
 			a.mu.Lock()
 			a.pending[id] = time.Now()
 			a.mu.Unlock()
-			sent.Add(1)
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				_ = a.conn.Write(ctx, websocket.MessageBinary, agentgw.Encode(agentgw.TypeEvent, payload))
-			}()
+			select {
+			case a.sendq <- agentgw.Encode(agentgw.TypeEvent, payload):
+				sent.Add(1)
+			default:
+				// The agent's queue is full: the server is not keeping up. Counted, not
+				// piled up in goroutines that would take the server's CPU.
+				a.mu.Lock()
+				delete(a.pending, id)
+				a.mu.Unlock()
+				backlog.Add(1)
+			}
 		}
 	}
 }
