@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	fastjson "github.com/goccy/go-json"
 )
@@ -17,12 +18,34 @@ import (
 // JSON and written back keeps every field, including keys Picket does not know (a typo such
 // as "subdues", or a field a newer Sensu added). Each top-level type keeps such keys in an
 // unexported `extra map[string]json.RawMessage` and implements MarshalJSON/UnmarshalJSON
-// with marshalKeeping/unmarshalKeeping.
+// with marshalKeeping/unmarshalKeeping; such a type is a "keeping" type here.
 //
 // The codec walks the struct itself rather than calling encoding/json on an alias type:
 // Check embeds CheckConfig, and an alias of Check would still have CheckConfig's promoted
 // MarshalJSON, which would drop every result field. Embedded structs are flattened here
 // regardless of their methods; named fields are encoded by encoding/json as usual.
+//
+// Three paths, fastest first:
+//
+//   - Deep (deepPlan): the value is converted into its deep plain twin, a method-free
+//     struct type built with reflect.StructOf that has the flattened fields and the same
+//     JSON tags, and in which every field holding a keeping type (directly or through a
+//     pointer, slice, array or map) holds that type's own deep twin instead. goccy/go-json
+//     then encodes or decodes a whole Event (entity, system, check, hooks) in one pass, with
+//     no nested MarshalJSON call whose output it would scan and compact again, and no
+//     nested UnmarshalJSON that would start a decoder of its own. It applies when there are
+//     no unknown keys at any level: encoding gives up as soon as it meets a nested keeping
+//     value with a non-empty extra, decoding (DisallowUnknownFields, which then holds at
+//     every level) fails on any unknown key, and either way the next path runs.
+//   - Per level (structInfo.plain): the same twin, one level deep; fields of keeping types
+//     keep their type, so their own MarshalJSON/UnmarshalJSON run (and take the deep path
+//     for their own level when they can). This is the codec as it was before the deep path
+//     existed; perLevelOnly forces it, so tests can check the deep path against it.
+//   - Field by field: for a value with unknown keys of its own, each known field is encoded
+//     or decoded by encoding/json, and the unknown keys are written after them or kept.
+//
+// The deep path must give exactly what the per-level path gives, byte for byte and field
+// for field; codec_deep_test.go holds it to that.
 
 // extraField is the name of the unexported field that holds unknown keys.
 const extraField = "extra"
@@ -98,18 +121,23 @@ func typeInfo(t reflect.Type) *structInfo {
 		info.byName[f.name] = len(info.fields)
 		info.fields = append(info.fields, f)
 	}
-	var sfs []reflect.StructField
+	sfs := make([]reflect.StructField, len(info.fields))
 	for i, f := range info.fields {
-		src := t.FieldByIndex(f.index)
-		tag := f.name
-		if f.omitEmpty {
-			tag += ",omitempty"
-		}
-		sfs = append(sfs, reflect.StructField{Name: fmt.Sprintf("F%d", i), Type: src.Type, Tag: reflect.StructTag(`json:"` + tag + `"`)})
+		sfs[i] = f.plainField(i, t.FieldByIndex(f.index).Type)
 	}
 	info.plain = reflect.StructOf(sfs)
 	v, _ := structInfos.LoadOrStore(t, info)
 	return v.(*structInfo)
+}
+
+// plainField is f as the i-th field of a plain twin, of type ft: the same JSON name and
+// omitempty, no methods.
+func (f fieldInfo) plainField(i int, ft reflect.Type) reflect.StructField {
+	tag := f.name
+	if f.omitEmpty {
+		tag += ",omitempty"
+	}
+	return reflect.StructField{Name: fmt.Sprintf("F%d", i), Type: ft, Tag: reflect.StructTag(`json:"` + tag + `"`)}
 }
 
 // toPlain copies the fields of rv into a new value of the plain type.
@@ -128,6 +156,344 @@ func (info *structInfo) fromPlain(p, rv reflect.Value) {
 	}
 }
 
+// perLevelOnly turns the deep path off, leaving the codec as it was before it: tests set
+// it to compare the two.
+var perLevelOnly atomic.Bool
+
+// A deepPlan converts values of one Go type to and from the type's deep plain twin (see
+// the top of the file). Plans are built once per type and are read-only afterwards.
+type deepPlan struct {
+	kind  deepKind
+	typ   reflect.Type // the Go type
+	plain reflect.Type // its deep twin
+
+	// deepStruct: the fields in twin order; the index of the type's own extra field (-1
+	// for a top-level type that has none: it is only read for nested values); whether any
+	// field has a plan. A type without (flat) has a deep twin equal to its plain twin, so
+	// the per-level path is already one pass for it and the deep path leaves it alone.
+	fields []deepField
+	extra  int
+	nested bool
+	// deepPointer, deepSlice, deepArray, deepMap: the plan of the element (map value).
+	elem *deepPlan
+}
+
+type deepKind uint8
+
+const (
+	deepStruct deepKind = iota
+	deepPointer
+	deepSlice
+	deepArray
+	deepMap
+)
+
+type deepField struct {
+	index []int     // in the Go struct, through embedded structs
+	plan  *deepPlan // nil: the twin holds the field's own type and it is copied as is
+}
+
+var (
+	// deepPlans caches the plans of struct types: reflect.Type -> *deepPlan.
+	deepPlans sync.Map
+	// deepBuildMu serialises building plans, so that a type can tell it is being built
+	// (a recursive type) without other goroutines' builds interfering.
+	deepBuildMu sync.Mutex
+)
+
+var (
+	rawMapType      = reflect.TypeFor[map[string]json.RawMessage]()
+	marshalerType   = reflect.TypeFor[json.Marshaler]()
+	unmarshalerType = reflect.TypeFor[json.Unmarshaler]()
+)
+
+// keepingCustom are the types with an extra field whose MarshalJSON or UnmarshalJSON does
+// more than call marshalKeeping/unmarshalKeeping: Namespace and User keep their name and
+// their metadata in sync. A deep twin never inlines them; their own methods run.
+// TestKeepingTypesUseTheCodec checks that every other type with an extra field uses
+// exactly marshalKeeping and unmarshalKeeping.
+var keepingCustom = map[reflect.Type]bool{
+	reflect.TypeFor[Namespace](): true,
+	reflect.TypeFor[User]():      true,
+}
+
+// extraIndex is the index of struct type t's own `extra map[string]json.RawMessage` field
+// (not one of an embedded struct), or -1.
+func extraIndex(t reflect.Type) int {
+	for i := 0; i < t.NumField(); i++ {
+		if sf := t.Field(i); sf.Name == extraField && !sf.Anonymous && sf.Type == rawMapType {
+			return i
+		}
+	}
+	return -1
+}
+
+// isKeeping reports whether values of type t are encoded and decoded by exactly
+// marshalKeeping and unmarshalKeeping, through value-receiver MarshalJSON and
+// pointer-receiver UnmarshalJSON, so that a deep twin may hold t's twin in t's place.
+func isKeeping(t reflect.Type) bool {
+	return t.Kind() == reflect.Struct && extraIndex(t) >= 0 && !keepingCustom[t] &&
+		t.Implements(marshalerType) && reflect.PointerTo(t).Implements(unmarshalerType)
+}
+
+// deepPlanFor returns the plan of struct type t, building it the first time.
+func deepPlanFor(t reflect.Type) *deepPlan {
+	if v, ok := deepPlans.Load(t); ok {
+		return v.(*deepPlan)
+	}
+	deepBuildMu.Lock()
+	defer deepBuildMu.Unlock()
+	b := deepBuilder{building: map[reflect.Type]bool{}}
+	return b.structPlan(t)
+}
+
+// deepBuilder builds plans; building holds the struct types whose plan is under way.
+type deepBuilder struct {
+	building map[reflect.Type]bool
+}
+
+// structPlan returns the plan of struct type t, or nil when t's plan is being built: a
+// type that contains itself (through a pointer, slice or map) keeps its own type there, and
+// the values found there go through its MarshalJSON/UnmarshalJSON. Such a nested type's
+// plan is cached like any other: a field kept as is only means a shallower twin, still
+// correct.
+func (b *deepBuilder) structPlan(t reflect.Type) *deepPlan {
+	if v, ok := deepPlans.Load(t); ok {
+		return v.(*deepPlan)
+	}
+	if b.building[t] {
+		return nil
+	}
+	b.building[t] = true
+	defer delete(b.building, t)
+
+	info := typeInfo(t)
+	plan := &deepPlan{kind: deepStruct, typ: t, extra: extraIndex(t), fields: make([]deepField, len(info.fields))}
+	sfs := make([]reflect.StructField, len(info.fields))
+	for i, f := range info.fields {
+		ft := t.FieldByIndex(f.index).Type
+		fp := b.fieldPlan(ft)
+		if fp != nil {
+			ft = fp.plain
+			plan.nested = true
+		}
+		plan.fields[i] = deepField{index: f.index, plan: fp}
+		sfs[i] = f.plainField(i, ft)
+	}
+	plan.plain = reflect.StructOf(sfs)
+	deepPlans.Store(t, plan)
+	return plan
+}
+
+// fieldPlan returns the plan of a field of type t, or nil when the twin keeps t: t neither
+// is a keeping type nor holds one as a pointer, slice, array or map (value) of it. A named
+// slice, array or map type with methods of its own is kept too, so those methods still run.
+func (b *deepBuilder) fieldPlan(t reflect.Type) *deepPlan {
+	var kind deepKind
+	switch t.Kind() {
+	case reflect.Struct:
+		if !isKeeping(t) {
+			return nil
+		}
+		return b.structPlan(t)
+	case reflect.Pointer:
+		kind = deepPointer
+	case reflect.Slice:
+		kind = deepSlice
+	case reflect.Array:
+		kind = deepArray
+	case reflect.Map:
+		kind = deepMap
+	default:
+		return nil
+	}
+	if kind != deepPointer && (t.NumMethod() > 0 || reflect.PointerTo(t).NumMethod() > 0) {
+		return nil
+	}
+	elem := b.fieldPlan(t.Elem())
+	if elem == nil {
+		return nil
+	}
+	plan := &deepPlan{kind: kind, typ: t, elem: elem}
+	switch kind {
+	case deepPointer:
+		plan.plain = reflect.PointerTo(elem.plain)
+	case deepSlice:
+		plan.plain = reflect.SliceOf(elem.plain)
+	case deepArray:
+		plan.plain = reflect.ArrayOf(t.Len(), elem.plain)
+	case deepMap:
+		plan.plain = reflect.MapOf(t.Key(), elem.plain)
+	}
+	return plan
+}
+
+// toPlain copies src, a value of p.typ, into dst, a settable zero value of p.typ's twin.
+// It reports false, leaving dst partly filled, as soon as it meets a keeping value with
+// unknown keys: only that value's MarshalJSON can write them. Nil pointers, slices and maps
+// stay nil, and empty ones stay empty, so that the twin encodes exactly like the value.
+func (p *deepPlan) toPlain(dst, src reflect.Value) bool {
+	switch p.kind {
+	case deepStruct:
+		if src.Field(p.extra).Len() > 0 {
+			return false
+		}
+		return p.fieldsToPlain(dst, src)
+	case deepPointer:
+		if src.IsNil() {
+			return true
+		}
+		e := reflect.New(p.elem.plain)
+		if !p.elem.toPlain(e.Elem(), src.Elem()) {
+			return false
+		}
+		dst.Set(e)
+	case deepSlice:
+		if src.IsNil() {
+			return true
+		}
+		n := src.Len()
+		s := reflect.MakeSlice(p.plain, n, n)
+		for i := 0; i < n; i++ {
+			if !p.elem.toPlain(s.Index(i), src.Index(i)) {
+				return false
+			}
+		}
+		dst.Set(s)
+	case deepArray:
+		for i := 0; i < src.Len(); i++ {
+			if !p.elem.toPlain(dst.Index(i), src.Index(i)) {
+				return false
+			}
+		}
+	case deepMap:
+		if src.IsNil() {
+			return true
+		}
+		m := reflect.MakeMapWithSize(p.plain, src.Len())
+		for it := src.MapRange(); it.Next(); {
+			e := reflect.New(p.elem.plain).Elem()
+			if !p.elem.toPlain(e, it.Value()) {
+				return false
+			}
+			m.SetMapIndex(it.Key(), e)
+		}
+		dst.Set(m)
+	}
+	return true
+}
+
+// fieldsToPlain is toPlain for a struct, leaving out the check of its own extra field
+// (marshalKeeping is handed that of the top-level value).
+func (p *deepPlan) fieldsToPlain(dst, src reflect.Value) bool {
+	for i, f := range p.fields {
+		sv := src.FieldByIndex(f.index)
+		if f.plan == nil {
+			dst.Field(i).Set(sv)
+		} else if !f.plan.toPlain(dst.Field(i), sv) {
+			return false
+		}
+	}
+	return true
+}
+
+// fromPlain copies src, a value of p.typ's twin, into dst, a settable zero value of p.typ.
+// The keeping values it makes have a nil extra, as unmarshalKeeping gives them when they
+// have no unknown keys.
+func (p *deepPlan) fromPlain(dst, src reflect.Value) {
+	switch p.kind {
+	case deepStruct:
+		for i, f := range p.fields {
+			sv, dv := src.Field(i), dst.FieldByIndex(f.index)
+			if f.plan == nil {
+				dv.Set(sv)
+			} else {
+				f.plan.fromPlain(dv, sv)
+			}
+		}
+	case deepPointer:
+		if src.IsNil() {
+			return
+		}
+		e := reflect.New(p.typ.Elem())
+		p.elem.fromPlain(e.Elem(), src.Elem())
+		dst.Set(e)
+	case deepSlice:
+		if src.IsNil() {
+			return
+		}
+		n := src.Len()
+		s := reflect.MakeSlice(p.typ, n, n)
+		for i := 0; i < n; i++ {
+			p.elem.fromPlain(s.Index(i), src.Index(i))
+		}
+		dst.Set(s)
+	case deepArray:
+		for i := 0; i < src.Len(); i++ {
+			p.elem.fromPlain(dst.Index(i), src.Index(i))
+		}
+	case deepMap:
+		if src.IsNil() {
+			return
+		}
+		m := reflect.MakeMapWithSize(p.typ, src.Len())
+		for it := src.MapRange(); it.Next(); {
+			e := reflect.New(p.typ.Elem()).Elem()
+			p.elem.fromPlain(e, it.Value())
+			m.SetMapIndex(it.Key(), e)
+		}
+		dst.Set(m)
+	}
+}
+
+// marshalDeep encodes the struct rv, whose own extra is empty, in one pass through its
+// deep twin. It reports false when the per-level path is to encode it: the deep path is off
+// or rv's type is flat, a nested keeping value has unknown keys, or encoding fails (the
+// per-level path then returns the error it always has).
+func marshalDeep(rv reflect.Value) ([]byte, bool) {
+	if perLevelOnly.Load() {
+		return nil, false
+	}
+	plan := deepPlanFor(rv.Type())
+	if !plan.nested {
+		return nil, false
+	}
+	p := reflect.New(plan.plain)
+	if !plan.fieldsToPlain(p.Elem(), rv) {
+		return nil, false
+	}
+	// A pointer to the twin encodes like the twin, without copying it into an interface.
+	b, err := fastjson.MarshalWithOption(p.Interface(), fastjson.DisableHTMLEscape())
+	if err != nil {
+		return nil, false
+	}
+	return b, true
+}
+
+// unmarshalDeep decodes the JSON object data into the struct rv in one pass through its
+// deep twin and reports whether it did. It fails on any unknown key, at any level, and on
+// any error, leaving rv as it was; it declines when the deep path is off, rv's type is
+// flat, or rv is not zero. Decoding into a zero value needs no copy of rv into the twin,
+// and merging into a value already set (a pointer to keep, a map to add to) is left to the
+// per-level path, which does it the way encoding/json does.
+func unmarshalDeep(data []byte, rv reflect.Value) bool {
+	if perLevelOnly.Load() || !rv.IsZero() {
+		return false
+	}
+	plan := deepPlanFor(rv.Type())
+	if !plan.nested {
+		return false
+	}
+	p := reflect.New(plan.plain)
+	dec := fastjson.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(p.Interface()); err != nil || dec.More() {
+		return false
+	}
+	plan.fromPlain(rv, p.Elem())
+	return true
+}
+
 // marshalKeeping encodes the struct v points to as a JSON object, known fields first in
 // declaration order, then the unknown keys in extra in sorted order.
 func marshalKeeping(v any, extra map[string]json.RawMessage) ([]byte, error) {
@@ -137,7 +503,11 @@ func marshalKeeping(v any, extra map[string]json.RawMessage) ([]byte, error) {
 	}
 	info := typeInfo(rv.Type())
 	if len(extra) == 0 {
-		// The common case: no unknown keys, so encoding/json does it in one pass.
+		// The common case: no unknown keys at any level, so goccy does it in one pass.
+		if b, ok := marshalDeep(rv); ok {
+			return b, nil
+		}
+		// A nested value has unknown keys (or encoding fails): one level at a time.
 		return fastjson.MarshalWithOption(info.toPlain(rv).Interface(), fastjson.DisableHTMLEscape())
 	}
 	var buf bytes.Buffer
@@ -196,10 +566,15 @@ func marshalKeeping(v any, extra map[string]json.RawMessage) ([]byte, error) {
 func unmarshalKeeping(data []byte, v any) (map[string]json.RawMessage, error) {
 	rv := reflect.ValueOf(v).Elem()
 	info := typeInfo(rv.Type())
-	// Fast path: a document with only known keys decodes in one pass into the plain
-	// twin of the type. Anything else (unknown keys, errors) takes the field-by-field
-	// path below, which keeps unknown keys and names the field of an error.
+	// Fast paths: a document with only known keys, at every level, decodes in one pass
+	// into the deep twin of the type; one with only known keys at this level decodes into
+	// the plain twin, nested keeping values through their own UnmarshalJSON. Anything else
+	// (unknown keys, errors) takes the field-by-field path below, which keeps unknown keys
+	// and names the field of an error.
 	if t := bytes.TrimSpace(data); len(t) > 0 && t[0] == '{' {
+		if unmarshalDeep(t, rv) {
+			return nil, nil
+		}
 		p := info.toPlain(rv)
 		dec := fastjson.NewDecoder(bytes.NewReader(t))
 		dec.DisallowUnknownFields()
