@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/picketmon/picket/agentgw"
@@ -288,6 +289,7 @@ func (n *Node) startBackground(ctx context.Context) {
 			n.deliverRequests(ctx)
 		}()
 	}
+	n.startHistoryGuard(ctx)
 	tasks := map[string]func(context.Context, *etcdx.Leadership) error{
 		TaskPublisher:        n.runPublisher,
 		TaskKeepaliveMonitor: n.runKeepaliveMonitor,
@@ -308,6 +310,34 @@ func (n *Node) startBackground(ctx context.Context) {
 			}, func(err error) { n.log.Warn("elected task", "task", name, "err", err) })
 		}()
 	}
+}
+
+// startHistoryGuard runs an etcdx.HistoryGuard at 40 % of the backend quota: that of the
+// embedded member, or etcd's default of 2 GiB for an external cluster (whose quota a
+// client cannot read).
+func (n *Node) startHistoryGuard(ctx context.Context) {
+	quota := int64(2 << 30)
+	endpoint := ""
+	if n.etcd != nil {
+		quota = n.cfg.Embed.QuotaBackendBytes
+		if quota <= 0 {
+			quota = etcdx.DefaultQuotaBackendBytes
+		}
+		endpoint = n.etcd.LocalClientURLs()[0]
+	} else if len(n.cfg.Client.Endpoints) > 0 {
+		endpoint = n.cfg.Client.Endpoints[0]
+	}
+	g := &etcdx.HistoryGuard{Client: n.client, Endpoint: endpoint, Threshold: quota / 5 * 2,
+		Logger: n.log.With("component", "history-guard")}
+	n.api.Registry().MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "picket_etcd_history_compactions_total",
+		Help: "Compactions of etcd history by the guard, because the backend in use passed 40 % of the quota.",
+	}, func() float64 { return float64(g.Compactions()) }))
+	n.bgWG.Add(1)
+	go func() {
+		defer n.bgWG.Done()
+		g.Run(ctx)
+	}()
 }
 
 // taskOwners reports who owns each elected task, for /info.
