@@ -57,6 +57,7 @@ type etcdBench struct {
 	cleanup  []func()
 
 	etcdClient                             *clientv3.Client
+	admin                                  *clientv3.Client // over gRPC: for the guard and compaction
 	results                                []phaseResult
 	serialRate, singleRate, rawRate, pRate float64
 }
@@ -140,6 +141,9 @@ func runBenchEtcd(ctx context.Context, env *Env, args []string) error {
 		r.name = ph.name
 		*ph.rate = r.rate()
 		b.results = append(b.results, r)
+		if err := b.compactAll(ctx); err != nil {
+			return fmt.Errorf("compact after phase %q: %w", ph.name, err)
+		}
 	}
 	b.report()
 	return nil
@@ -191,7 +195,30 @@ func (b *etcdBench) start(ctx context.Context, env *Env) error {
 	}
 	cl := b.etcdClient
 	b.cleanup = append(b.cleanup, func() { cl.Close() })
+	// As in a server, a guard keeps the history from filling the quota (these phases
+	// write gigabytes), and between phases the history is compacted away.
+	b.admin, err = etcdx.NewClient(etcdx.ClientConfig{Endpoints: emb.LocalClientURLs()})
+	if err != nil {
+		return err
+	}
+	admin := b.admin
+	b.cleanup = append(b.cleanup, func() { admin.Close() })
+	gctx, stop := context.WithCancel(context.Background())
+	g := &etcdx.HistoryGuard{Client: admin, Endpoint: emb.LocalClientURLs()[0], Threshold: etcdx.DefaultQuotaBackendBytes / 5 * 2}
+	done := make(chan struct{})
+	go func() { defer close(done); g.Run(gctx) }()
+	b.cleanup = append(b.cleanup, func() { stop(); <-done })
 	return nil
+}
+
+// compactAll drops the history the last phase wrote.
+func (b *etcdBench) compactAll(ctx context.Context) error {
+	resp, err := b.admin.Get(ctx, "/picket-bench/", clientv3.WithCountOnly())
+	if err != nil {
+		return err
+	}
+	_, err = b.admin.Compact(ctx, resp.Header.Revision, clientv3.WithCompactPhysical())
+	return err
 }
 
 // benchStoredEvent is a check result as the server stores it after many runs: an
