@@ -19,7 +19,7 @@ import (
 	"github.com/picketmon/picket/events"
 )
 
-const benchEtcdDescription = `Measures the embedded etcd member a server runs, in three phases over the same
+const benchEtcdDescription = `Measures the embedded etcd member a server runs, in four phases over the same
 member and the same event-sized values:
 
   one put per event   every write is its own etcd request: one at a time (each
@@ -28,12 +28,13 @@ member and the same event-sized values:
   raw grouped puts    plain etcd transactions of --group puts each, --committers at
                       once: the member's limit, with no Picket code in the path
   Picket's grouped    the server's grouped writer (conditional writes gathered into
-  writer              nested transactions) fed by --writers at once
+  writer              transactions) fed by --writers at once
 
 It prints the writes per second and latency of each, the grouped writer's gain over one
 put per event, and the events/s target for one server that follows from the raw limit
 (20,000/s, or 80 % of the raw grouped rate when that is lower). The member runs in a
-throw-away directory (or --dir) with the server's settings; nothing else may use it.
+throw-away directory (or --dir) with the server's settings, with the server's history
+guard, and the history is compacted between phases; nothing else may use it.
 
 Examples:
   picket bench etcd
@@ -66,7 +67,7 @@ func runBenchEtcd(ctx context.Context, env *Env, args []string) error {
 	fs := newModeFlags("bench etcd", "bench etcd [flags]", benchEtcdDescription, env)
 	b := &etcdBench{out: env.Stdout}
 	fs.DurationVar(&b.duration, "duration", 10*time.Second, "how long each phase runs")
-	fs.IntVar(&b.valueSize, "value-size", 0, "bytes per value (default: the size of a stored event with a full history, about 1.3 KB)")
+	fs.IntVar(&b.valueSize, "value-size", 0, "bytes per value (default: the size of a stored event with a full history, about 2 KB)")
 	fs.IntVar(&b.keys, "keys", 10000, "distinct keys written over and over (one per entity and check)")
 	fs.IntVar(&b.writers, "writers", 512, "concurrent writers in the per-event phases: events in flight (a server processes at most 512 at once)")
 	fs.IntVar(&b.group, "group", 400, "puts per transaction in the raw grouped phase")
