@@ -55,6 +55,8 @@ type benchConfig struct {
 	sched                    *schedLatency
 	// handlers are named in every check result, to measure intake with the pipeline busy.
 	handlers []string
+	// cpuProfile, when set, is where the bench's own CPU profile goes.
+	cpuProfile string
 }
 
 // schedLatency measures check requests' arrival against their grid time.
@@ -109,6 +111,7 @@ func runBench(ctx context.Context, env *Env, args []string) error {
 	fs.StringVar(&c.adminUser, "admin-user", "admin", "API user that creates and deletes the measured checks")
 	fs.StringVar(&c.adminPassword, "admin-password", "", "its password (default: $PICKET_ADMIN_PASSWORD)")
 	fs.StringSliceVar(&c.handlers, "handlers", nil, "handlers every check result names, e.g. --handlers slow-pipe (default: none)")
+	fs.StringVar(&c.cpuProfile, "cpuprofile", "", "write a CPU profile of this bench process to this file, for 'go tool pprof'")
 	fs.IntVar(&c.sources, "source-addresses", 8, "loopback source addresses to spread connections over (127.0.0.10…), for more than ~28,000 ports")
 	if err := parseModeFlags(fs, args[1:]); err != nil {
 		return err
@@ -129,6 +132,11 @@ func runBench(ctx context.Context, env *Env, args []string) error {
 		return usageErrorf("--agents and --connect-rate must be at least 1")
 	}
 	raiseFileLimit()
+	stopProfile, err := startCPUProfile(c.cpuProfile)
+	if err != nil {
+		return err
+	}
+	defer stopProfile()
 	return benchAgents(ctx, env, c)
 }
 

@@ -111,17 +111,11 @@ func runBenchEtcd(ctx context.Context, env *Env, args []string) error {
 	if err := b.start(ctx, env); err != nil {
 		return err
 	}
-	if b.cpuProfile != "" {
-		f, err := os.Create(b.cpuProfile)
-		if err != nil {
-			return fmt.Errorf("--cpuprofile: %w", err)
-		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return fmt.Errorf("--cpuprofile: %w", err)
-		}
-		defer pprof.StopCPUProfile()
+	stopProfile, err := startCPUProfile(b.cpuProfile)
+	if err != nil {
+		return err
 	}
+	defer stopProfile()
 	fmt.Fprintf(b.out, "picket bench etcd: embedded member in %s, %s client, %d-byte values over %d keys, %s per phase\n",
 		b.dir, b.client, len(b.value), b.keys, b.duration)
 	for _, ph := range []struct {
@@ -407,4 +401,21 @@ func (b *etcdBench) report() {
 		how = fmt.Sprintf("80 %% of the raw grouped rate of %.0f/s, which is below 20,000/s", b.rawRate)
 	}
 	fmt.Fprintf(b.out, "Events/s target for one server on this machine: %.0f/s (%s)\n", target, how)
+}
+
+// startCPUProfile starts a CPU profile written to path ("" for none) and returns what
+// stops it.
+func startCPUProfile(path string) (stop func(), err error) {
+	if path == "" {
+		return func() {}, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("--cpuprofile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("--cpuprofile: %w", err)
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
 }
