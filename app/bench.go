@@ -501,22 +501,43 @@ type serverMem struct {
 
 // serverCPU reads the CPU seconds the server process has used from its /metrics.
 func serverCPU(apiURL string) (float64, error) {
+	m, err := serverMetrics(apiURL, "process_cpu_seconds_total")
+	return m["process_cpu_seconds_total"], err
+}
+
+// serverMetrics reads the named unlabelled metrics from the server's /metrics, failing
+// when one is missing.
+func serverMetrics(apiURL string, names ...string) (map[string]float64, error) {
 	if apiURL == "" {
-		return 0, errors.New("no --api-url")
+		return nil, errors.New("no --api-url")
 	}
 	resp, err := http.Get(strings.TrimRight(apiURL, "/") + "/metrics")
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	defer resp.Body.Close()
+	want := map[string]bool{}
+	for _, n := range names {
+		want[n] = true
+	}
+	out := map[string]float64{}
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "process_cpu_seconds_total "); ok {
-			return strconv.ParseFloat(strings.TrimSpace(v), 64)
+		name, v, ok := strings.Cut(sc.Text(), " ")
+		if !ok || !want[name] {
+			continue
+		}
+		if f, err := strconv.ParseFloat(strings.TrimSpace(v), 64); err == nil {
+			out[name] = f
 		}
 	}
-	return 0, fmt.Errorf("process_cpu_seconds_total missing from %s/metrics", apiURL)
+	for _, n := range names {
+		if _, ok := out[n]; !ok {
+			return out, fmt.Errorf("%s missing from %s/metrics", n, apiURL)
+		}
+	}
+	return out, nil
 }
 
 // processCPU is the CPU time (user and system) this process has used.
@@ -531,9 +552,8 @@ func processCPU() time.Duration {
 // serverMemory reads the resident set size and the Go heap and stack in use from the
 // server's /metrics.
 func serverMemory(apiURL string) (serverMem, error) {
-	var m serverMem
 	if apiURL == "" {
-		return m, errors.New("no --api-url")
+		return serverMem{}, errors.New("no --api-url")
 	}
 	// A server started with PICKET_PPROF=1 collects garbage on this request, so the
 	// heap figure below is the live heap; elsewhere the request fails harmlessly.
@@ -541,39 +561,12 @@ func serverMemory(apiURL string) (serverMem, error) {
 		_, _ = io.Copy(io.Discard, r.Body)
 		r.Body.Close()
 	}
-	resp, err := http.Get(strings.TrimRight(apiURL, "/") + "/metrics")
+	m, err := serverMetrics(apiURL, "process_resident_memory_bytes", "go_memstats_heap_inuse_bytes", "go_memstats_stack_inuse_bytes")
 	if err != nil {
-		return m, err
+		return serverMem{}, err
 	}
-	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	found := 0
-	for sc.Scan() {
-		name, v, ok := strings.Cut(sc.Text(), " ")
-		if !ok {
-			continue
-		}
-		f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
-		if err != nil {
-			continue
-		}
-		switch name {
-		case "process_resident_memory_bytes":
-			m.rss = int64(f)
-		case "go_memstats_heap_inuse_bytes":
-			m.heap = int64(f)
-		case "go_memstats_stack_inuse_bytes":
-			m.stack = int64(f)
-		default:
-			continue
-		}
-		found++
-	}
-	if found < 3 {
-		return m, fmt.Errorf("memory metrics missing from %s/metrics", apiURL)
-	}
-	return m, nil
+	return serverMem{rss: int64(m["process_resident_memory_bytes"]), heap: int64(m["go_memstats_heap_inuse_bytes"]),
+		stack: int64(m["go_memstats_stack_inuse_bytes"])}, nil
 }
 
 func randBytes(n int) []byte {

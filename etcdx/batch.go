@@ -224,35 +224,20 @@ func (b *Batcher) commitFlat(batch []*batchReq) bool {
 	var cmps []clientv3.Cmp
 	then := make([]clientv3.Op, 0, len(batch))
 	for _, r := range batch {
-		p := r.put
-		if p.ModRev >= 0 {
-			cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(p.Key), "=", p.ModRev))
+		if r.put.ModRev >= 0 {
+			cmps = append(cmps, modRevIs(r.put))
 		}
-		then = append(then, clientv3.OpPut(p.Key, string(p.Value)))
-		then = append(then, p.Extra...)
+		then = append(then, writeOps(r.put)...)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	resp, err := b.c.Txn(ctx).If(cmps...).Then(then...).Commit()
-	cancel()
-	if err != nil {
-		// The outcome is unknown (the commit may have applied): report it rather than
-		// retry writes that may already be stored.
-		err = fmt.Errorf("grouped commit of %d writes: %w", len(batch), err)
-		for _, r := range batch {
-			r.done <- batchDone{err: err}
-		}
-		return true
+	resp, ok := b.txn(batch, cmps, then)
+	if !ok {
+		return true // failed: every write was told, none is retried (it may have applied)
 	}
 	if !resp.Succeeded {
 		return false
 	}
-	b.mu.Lock()
-	b.stats.Commits++
-	b.stats.Writes += int64(len(batch))
-	b.mu.Unlock()
-	rev := resp.Header.Revision
 	for _, r := range batch {
-		r.done <- batchDone{res: CondResult{Written: true, Rev: rev}}
+		r.done <- batchDone{res: CondResult{Written: true, Rev: resp.Header.Revision}}
 	}
 	return true
 }
@@ -263,36 +248,20 @@ func (b *Batcher) commitNested(batch []*batchReq) {
 	ops := make([]clientv3.Op, 0, len(batch))
 	for _, r := range batch {
 		p := r.put
-		then := append([]clientv3.Op{clientv3.OpPut(p.Key, string(p.Value))}, p.Extra...)
 		if p.ModRev < 0 {
-			ops = append(ops, clientv3.OpTxn(nil, then, nil))
+			ops = append(ops, clientv3.OpTxn(nil, writeOps(p), nil))
 			continue
 		}
-		ops = append(ops, clientv3.OpTxn(
-			[]clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(p.Key), "=", p.ModRev)},
-			then,
-			[]clientv3.Op{clientv3.OpGet(p.Key)},
-		))
+		ops = append(ops, clientv3.OpTxn([]clientv3.Cmp{modRevIs(p)}, writeOps(p), []clientv3.Op{clientv3.OpGet(p.Key)}))
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	resp, err := b.c.Txn(ctx).Then(ops...).Commit()
-	cancel()
-	if err != nil {
-		err = fmt.Errorf("grouped commit of %d writes: %w", len(batch), err)
-		for _, r := range batch {
-			r.done <- batchDone{err: err}
-		}
+	resp, ok := b.txn(batch, nil, ops)
+	if !ok {
 		return
 	}
-	b.mu.Lock()
-	b.stats.Commits++
-	b.stats.Writes += int64(len(batch))
-	b.mu.Unlock()
-	rev := resp.Header.Revision
 	for i, r := range batch {
 		tr := resp.Responses[i].GetResponseTxn()
 		if tr.GetSucceeded() {
-			r.done <- batchDone{res: CondResult{Written: true, Rev: rev}}
+			r.done <- batchDone{res: CondResult{Written: true, Rev: resp.Header.Revision}}
 			continue
 		}
 		cur := KV{Key: r.put.Key}
@@ -303,4 +272,36 @@ func (b *Batcher) commitNested(batch []*batchReq) {
 		}
 		r.done <- batchDone{res: CondResult{Current: cur}}
 	}
+}
+
+// txn commits one transaction for batch and counts it. When the commit fails it tells
+// every write of the batch and reports false.
+func (b *Batcher) txn(batch []*batchReq, cmps []clientv3.Cmp, then []clientv3.Op) (*clientv3.TxnResponse, bool) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	resp, err := b.c.Txn(ctx).If(cmps...).Then(then...).Commit()
+	cancel()
+	if err != nil {
+		err = fmt.Errorf("grouped commit of %d writes: %w", len(batch), err)
+		for _, r := range batch {
+			r.done <- batchDone{err: err}
+		}
+		return nil, false
+	}
+	if resp.Succeeded {
+		b.mu.Lock()
+		b.stats.Commits++
+		b.stats.Writes += int64(len(batch))
+		b.mu.Unlock()
+	}
+	return resp, true
+}
+
+// writeOps are the puts of one write: its key, then its extras.
+func writeOps(p CondPut) []clientv3.Op {
+	return append([]clientv3.Op{clientv3.OpPut(p.Key, string(p.Value))}, p.Extra...)
+}
+
+// modRevIs is the condition of one write.
+func modRevIs(p CondPut) clientv3.Cmp {
+	return clientv3.Compare(clientv3.ModRevision(p.Key), "=", p.ModRev)
 }
