@@ -116,7 +116,7 @@ func AddMember(ctx context.Context, cli *clientv3.Client, peerURLs []string, lea
 		if r := findAdded(ctx, cli, peerURLs); r != nil {
 			return r, nil
 		}
-		if !sleepCtxErr(ctx, time.Duration(attempt+1)*500*time.Millisecond) {
+		if !Sleep(ctx, time.Duration(attempt+1)*500*time.Millisecond) {
 			break
 		}
 	}
@@ -170,7 +170,7 @@ func RemoveMember(ctx context.Context, cli *clientv3.Client, id uint64) error {
 		if !retryableMembership(err) || ctx.Err() != nil {
 			break
 		}
-		if !sleepCtxErr(ctx, time.Duration(attempt+1)*500*time.Millisecond) {
+		if !Sleep(ctx, time.Duration(attempt+1)*500*time.Millisecond) {
 			break
 		}
 	}
@@ -249,7 +249,7 @@ func PromoteMember(ctx context.Context, cli *clientv3.Client, id uint64) error {
 		if !caughtUp && !retryableMembership(err) {
 			return fmt.Errorf("promote member %x: %w", id, err)
 		}
-		if !sleepCtxErr(ctx, 300*time.Millisecond) {
+		if !Sleep(ctx, 300*time.Millisecond) {
 			if caughtUp {
 				return fmt.Errorf("promote member %x: %w (%v)", id, ErrNotCaughtUp, lastErr)
 			}
@@ -274,17 +274,6 @@ func retryableMembership(err error) bool {
 		}
 	}
 	return false
-}
-
-func sleepCtxErr(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
 }
 
 // MemberStatus is what one member reports about itself: its raft view (leader, term,

@@ -103,7 +103,7 @@ func (s *Store) RunElected(ctx context.Context, task, candidate string, ttl int,
 		if err != nil {
 			if ctx.Err() == nil {
 				onErr(err)
-				sleepCtx(ctx, time.Second)
+				Sleep(ctx, time.Second)
 			}
 			continue
 		}
@@ -122,16 +122,19 @@ func (s *Store) RunElected(ctx context.Context, task, candidate string, ttl int,
 		rcancel()
 		if err != nil && ctx.Err() == nil && !errors.Is(err, context.Canceled) {
 			onErr(err)
-			sleepCtx(ctx, time.Second)
+			Sleep(ctx, time.Second)
 		}
 	}
 }
 
-func sleepCtx(ctx context.Context, d time.Duration) {
+// Sleep waits for d or until ctx ends, and reports whether the whole d passed.
+func Sleep(ctx context.Context, d time.Duration) bool {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-t.C:
+		return true
 	case <-ctx.Done():
+		return false
 	}
 }

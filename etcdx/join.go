@@ -132,7 +132,7 @@ func probePeers(ctx context.Context, ec *embed.Config, peers []string, wait time
 		}
 		// Peers that refuse connections are not running (a cluster being bootstrapped,
 		// or all down): waiting longer only helps against slow or unreachable ones.
-		if refused == len(peers) || time.Now().After(deadline) || !sleepCtxErr(ctx, 200*time.Millisecond) {
+		if refused == len(peers) || time.Now().After(deadline) || !Sleep(ctx, 200*time.Millisecond) {
 			return nil
 		}
 	}

@@ -146,7 +146,8 @@ func (n *Node) handleKeepalive(ctx context.Context, ev *events.Event, now time.T
 	recVal, _ := json.Marshal(rec)
 	kev := keepaliveEvent(ent, chk, 0, fmt.Sprintf("Keepalive last sent from %s at %s", name, now.UTC().Format(time.RFC3339)), now)
 	n.beforeStore(kev, now)
-	err = n.writeEvent(ctx, kev, now,
+	// A keepalive has no ID, so it is never taken for a resend: always stored.
+	_, err = n.writeEvent(ctx, kev, now,
 		clientv3.OpPut(entityKey(ns, name), string(entVal)),
 		clientv3.OpPut(keepaliveKey(ns, name), string(recVal)),
 	)
@@ -235,15 +236,14 @@ func (n *Node) handleResult(ctx context.Context, ev *events.Event, now time.Time
 	ops = append(ops, extra...)
 	n.beforeStore(ev, now)
 	if cmp == nil {
-		// Agent results go through the in-memory state and the grouped writer. The state
-		// computation always sets a history (what a client sends there is not used), so
-		// an event left without one was a resend that writeEvent acknowledged without
-		// storing it again, and it is not handled twice.
-		ev.Check.History = nil
-		if err := n.writeEvent(ctx, ev, now, ops...); err != nil {
+		// Agent results go through the in-memory state and the grouped writer. A resend
+		// of a result already stored is acknowledged without being stored or handled
+		// again.
+		stored, err := n.writeEvent(ctx, ev, now, ops...)
+		if err != nil {
 			return err
 		}
-		if len(ev.Check.History) > 0 {
+		if stored {
 			n.afterStore(ev)
 		}
 		return nil

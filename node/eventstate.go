@@ -85,8 +85,9 @@ func (c *stateCache) len() int {
 
 // writeEvent computes ev's state from the previous event of its entity and check and
 // stores it through the grouped writer, with extra puts committed alongside. It
-// returns once the write is committed.
-func (n *Node) writeEvent(ctx context.Context, ev *events.Event, now time.Time, extra ...clientv3.Op) error {
+// returns once the write is committed, reporting false when ev was a resend of a
+// result already stored (by its ID), which it leaves alone.
+func (n *Node) writeEvent(ctx context.Context, ev *events.Event, now time.Time, extra ...clientv3.Op) (stored bool, err error) {
 	ns := ev.Entity.Metadata.Namespace
 	key := eventKey(ns, ev.Entity.Metadata.Name, ev.Check.Metadata.Name)
 	ev.Check.Metadata.Namespace = ns
@@ -96,23 +97,23 @@ func (n *Node) writeEvent(ctx context.Context, ev *events.Event, now time.Time, 
 	if !e.loaded {
 		prev, rev, err := etcdx.GetJSON[*events.Event](ctx, n.store, key)
 		if err != nil && !errors.Is(err, etcdx.ErrNotFound) {
-			return err
+			return false, err
 		}
 		e.ev, e.rev, e.loaded = slim(prev), rev, true
 	}
 	if e.seen(ev.ID) {
-		return nil // a resend of a result already stored
+		return false, nil
 	}
 	for attempt := 0; attempt < 8; attempt++ {
 		events.UpdateEventState(e.ev, ev, now)
 		val, err := ev.MarshalJSON() // directly: json.Marshal would re-scan and compact the output
 		if err != nil {
-			return err
+			return false, err
 		}
 		res, err := n.batch.Put(ctx, etcdx.CondPut{Key: key, Value: val, ModRev: e.rev, Extra: extra})
 		if err != nil {
 			e.loaded = false // the outcome is unknown: read through next time
-			return err
+			return false, err
 		}
 		if res.Written {
 			e.ev, e.rev = slim(ev), res.Rev
@@ -120,19 +121,19 @@ func (n *Node) writeEvent(ctx context.Context, ev *events.Event, now time.Time, 
 				e.recent[e.next%len(e.recent)] = ev.ID
 				e.next++
 			}
-			return nil
+			return true, nil
 		}
 		// Someone else wrote the event since we read it: take theirs and recompute.
 		e.ev, e.rev = nil, res.Current.ModRevision
 		if res.Current.ModRevision != 0 {
 			prev := &events.Event{}
 			if err := json.Unmarshal(res.Current.Value, prev); err != nil {
-				return fmt.Errorf("stored event %s: %w", key, err)
+				return false, fmt.Errorf("stored event %s: %w", key, err)
 			}
 			e.ev = slim(prev)
 		}
 	}
-	return fmt.Errorf("store event %s: %w", key, etcdx.ErrConflict)
+	return false, fmt.Errorf("store event %s: %w", key, etcdx.ErrConflict)
 }
 
 // slim keeps of a stored event what the next result's state needs (see

@@ -3,11 +3,10 @@ package node
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"sort"
 	"sync"
 	"time"
-
-	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/picketmon/picket/etcdx"
 	"github.com/picketmon/picket/events"
@@ -196,16 +195,13 @@ func (c *silenceCache) deleteEntry(ctx context.Context, e silenceEntry) {
 	}()
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	resp, err := c.n.client.Txn(ctx).
-		If(clientv3.Compare(clientv3.ModRevision(e.key), "=", e.rev)).
-		Then(clientv3.OpDelete(e.key)).Commit()
-	switch {
-	case err != nil:
-		if ctx.Err() == nil {
-			c.n.log.Warn("delete silence", "silence", e.s.Metadata.Name, "namespace", e.s.Metadata.Namespace, "err", err)
-		}
-	case resp.Succeeded:
+	// A conflict or a missing key means someone changed or deleted it first: fine.
+	switch err := c.n.store.DeleteRev(ctx, e.key, e.rev); {
+	case err == nil:
 		c.n.log.Info("silence deleted", "silence", e.s.Metadata.Name, "namespace", e.s.Metadata.Namespace,
 			"expired", e.s.Expired(time.Now()))
+	case errors.Is(err, etcdx.ErrConflict), errors.Is(err, etcdx.ErrNotFound):
+	case ctx.Err() == nil:
+		c.n.log.Warn("delete silence", "silence", e.s.Metadata.Name, "namespace", e.s.Metadata.Namespace, "err", err)
 	}
 }

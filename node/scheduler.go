@@ -292,7 +292,7 @@ func (n *Node) deliverRequests(ctx context.Context) {
 		rev := int64(0)
 		resp, err := n.client.Get(ctx, prefix+"/", clientv3.WithPrefix(), clientv3.WithCountOnly())
 		if err != nil {
-			etcdxSleep(ctx, time.Second)
+			etcdx.Sleep(ctx, time.Second)
 			continue
 		}
 		rev = resp.Header.Revision
@@ -330,15 +330,6 @@ func (n *Node) deliverRequests(ctx context.Context) {
 				tmu.Unlock()
 			}
 		}
-	}
-}
-
-func etcdxSleep(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-	case <-ctx.Done():
 	}
 }
 

@@ -299,13 +299,9 @@ func (s *Server) handleInfo(w http.ResponseWriter, r *http.Request, _ *Principal
 			})
 		}
 	}
-	tasks := map[string]*string{
-		"check-request-publisher": nil, "keepalive-monitor": nil, "ttl-monitor": nil, "aggregate-pruner": nil,
-	}
+	tasks := map[string]*string{}
 	if s.cfg.Tasks != nil {
-		for k, v := range s.cfg.Tasks() {
-			tasks[k] = v
-		}
+		tasks = s.cfg.Tasks() // every task, nil for those nobody runs yet
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"name": s.cfg.Name, "version": s.cfg.Version, "members": members, "tasks": tasks})
 }
