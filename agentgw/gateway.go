@@ -254,7 +254,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		g.reject(w, http.StatusNotFound, "namespace %q does not exist", ns)
 		return
 	}
-	subs := splitSubscriptions(r.Header.Get(HeaderSubscriptions), name)
+	subs := events.WithEntitySubscription(strings.Split(r.Header.Get(HeaderSubscriptions), ","), name)
 	acks := r.Header.Get(AckHeader) == "1"
 
 	w.Header().Set(HeaderBackendID, g.cfg.Name)
@@ -280,22 +280,6 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// hijacked, and the handler's stack, grown by the handshake's etcd calls, would stay
 	// that size for the whole life of an idle agent. r is not used after Accept.
 	go s.run()
-}
-
-// splitSubscriptions parses the comma-separated header and adds entity:<name>.
-func splitSubscriptions(h, name string) []string {
-	seen := map[string]bool{}
-	var out []string
-	for _, s := range strings.Split(h, ",") {
-		if s = strings.TrimSpace(s); s != "" && !seen[s] {
-			seen[s] = true
-			out = append(out, s)
-		}
-	}
-	if own := "entity:" + name; !seen[own] {
-		out = append(out, own)
-	}
-	return out
 }
 
 func (g *Gateway) register(s *session) bool {

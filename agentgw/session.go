@@ -269,7 +269,7 @@ func (s *session) sendEntityConfig() {
 		ent = e
 	}
 	if ent == nil {
-		ent = &events.Entity{EntityClass: "agent", Subscriptions: s.subs}
+		ent = &events.Entity{EntityClass: events.EntityAgent, Subscriptions: s.subs}
 		ent.Metadata.Name, ent.Metadata.Namespace = s.name, s.ns
 	}
 	payload, err := json.Marshal(ent)

@@ -3,6 +3,7 @@ package events
 import (
 	"encoding/json"
 	"slices"
+	"strings"
 )
 
 // Entity classes Sensu itself creates, in Entity.EntityClass. Any other non-empty class
@@ -115,6 +116,21 @@ func (e *Entity) validate(p *problems, prefix string) {
 
 // EntitySubscription is the subscription every entity has to itself, "entity:<name>".
 func EntitySubscription(name string) string { return "entity:" + name }
+
+// WithEntitySubscription returns subs trimmed, without empty entries and duplicates, in
+// order, with the entity's own subscription added when missing.
+func WithEntitySubscription(subs []string, name string) []string {
+	out := []string{}
+	for _, s := range subs {
+		if s = strings.TrimSpace(s); s != "" && !slices.Contains(out, s) {
+			out = append(out, s)
+		}
+	}
+	if own := EntitySubscription(name); !slices.Contains(out, own) {
+		out = append(out, own)
+	}
+	return out
+}
 
 // setDefaults adds the entity's own subscription and the default redact list.
 func (e *Entity) setDefaults() {

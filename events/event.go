@@ -63,9 +63,6 @@ func (e *Event) StoreName() string {
 	return entity + "/" + check
 }
 
-// HasCheck reports whether the event carries a check.
-func (e *Event) HasCheck() bool { return e.Check != nil }
-
 // HasMetrics reports whether the event carries metrics.
 func (e *Event) HasMetrics() bool { return e.Metrics != nil }
 

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"text/template"
 	"time"
 
@@ -158,12 +159,20 @@ func runGuarded(vm *goja.Runtime, p *goja.Program) (goja.Value, error) {
 	return v, nil
 }
 
-// SubstituteTokens replaces Sensu tokens such as {{ .name }}, {{ .labels.url }} or
-// {{ .labels.port | default "80" }} in s with values from a Synthesize'd entity. A token
-// with no value and no default is an error naming it.
-func SubstituteTokens(s string, entity map[string]any) (string, error) {
-	if !strings.Contains(s, "{{") {
-		return s, nil
+// tokenTemplates caches parsed token templates by their text: the same check commands
+// and metric tags come back with every result and every proxy tick. A template executes
+// safely from several goroutines at once. The texts come from definitions, so there
+// are few; tokenTemplatesMax bounds the cache should definitions churn.
+var (
+	tokenTemplates    sync.Map // string -> *template.Template
+	tokenTemplatesLen atomic.Int64
+)
+
+const tokenTemplatesMax = 10_000
+
+func tokenTemplate(s string) (*template.Template, error) {
+	if t, ok := tokenTemplates.Load(s); ok {
+		return t.(*template.Template), nil
 	}
 	t, err := template.New("tokens").Option("missingkey=zero").Funcs(template.FuncMap{
 		"default": func(def any, v any) any {
@@ -174,7 +183,26 @@ func SubstituteTokens(s string, entity map[string]any) (string, error) {
 		},
 	}).Parse(s)
 	if err != nil {
-		return "", fmt.Errorf("tokens in %q: %w", s, err)
+		return nil, fmt.Errorf("tokens in %q: %w", s, err)
+	}
+	if tokenTemplatesLen.Load() < tokenTemplatesMax {
+		if _, loaded := tokenTemplates.LoadOrStore(s, t); !loaded {
+			tokenTemplatesLen.Add(1)
+		}
+	}
+	return t, nil
+}
+
+// SubstituteTokens replaces Sensu tokens such as {{ .name }}, {{ .labels.url }} or
+// {{ .labels.port | default "80" }} in s with values from a Synthesize'd entity. A token
+// with no value and no default is an error naming it.
+func SubstituteTokens(s string, entity map[string]any) (string, error) {
+	if !strings.Contains(s, "{{") {
+		return s, nil
+	}
+	t, err := tokenTemplate(s)
+	if err != nil {
+		return "", err
 	}
 	var b strings.Builder
 	if err := t.Execute(&b, entity); err != nil {

@@ -62,12 +62,13 @@ func (e *MutatorError) Error() string { return fmt.Sprintf("mutator %s: %v", e.M
 func (e *MutatorError) Unwrap() error { return e.Err }
 
 // mutate runs m (nil: the built-in json, or the built-in named name) on ev and returns
-// the handler's input.
-func (md *mutatorDef) mutate(ctx context.Context, name string, ev *Event) ([]byte, error) {
+// the handler's input. enc encodes ev (ev.MarshalJSON, or its result shared by the
+// event's handlers); the returned bytes may be shared and must not be changed.
+func (md *mutatorDef) mutate(ctx context.Context, name string, ev *Event, enc func() ([]byte, error)) ([]byte, error) {
 	if md == nil {
 		switch name {
 		case "", MutatorJSON:
-			return ev.MarshalJSON() // directly: json.Marshal would scan and compact it again
+			return enc()
 		case MutatorOnlyCheckOutput:
 			if ev.Check == nil {
 				return []byte{}, nil
@@ -92,7 +93,7 @@ func (md *mutatorDef) mutate(ctx context.Context, name string, ev *Event) ([]byt
 		}
 		return []byte(v.String()), nil
 	default:
-		in, err := ev.MarshalJSON()
+		in, err := enc()
 		if err != nil {
 			return nil, &MutatorError{Mutator: name, Err: err}
 		}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -100,8 +101,10 @@ type queued struct {
 
 // procJob is one handler run that needs a process.
 type procJob struct {
-	h  *Handler
-	ev *Event
+	h   *Handler
+	ev  *Event
+	md  *mutatorDef
+	enc func() ([]byte, error)
 }
 
 // NewPipeline starts a pipeline's workers; Close stops them.
@@ -244,7 +247,7 @@ func (p *Pipeline) processRunner() {
 			continue
 		}
 		p.running.Add(1)
-		p.handle(j.h, j.ev)
+		p.handle(j.h, j.ev, j.md, j.enc)
 		p.running.Add(-1)
 	}
 }
@@ -281,7 +284,7 @@ func (p *Pipeline) ExpandHandlers(ns string, names []string) ([]*Handler, error)
 	walk = func(names, path []string) {
 		for _, name := range names {
 			if slices.Contains(path, name) {
-				errs = append(errs, errors.New("handler set loop: "+joinPath(append(path, name))+"; the set is skipped"))
+				errs = append(errs, errors.New("handler set loop: "+strings.Join(append(path, name), " → ")+"; the set is skipped"))
 				continue
 			}
 			h := p.defs.Handler(ns, name)
@@ -291,7 +294,7 @@ func (p *Pipeline) ExpandHandlers(ns string, names []string) ([]*Handler, error)
 			}
 			if h.Type == HandlerSet {
 				if len(path) >= maxSetDepth {
-					errs = append(errs, errors.New("handler set "+joinPath(append(path, name))+" is nested deeper than 3 levels; its members are skipped"))
+					errs = append(errs, errors.New("handler set "+strings.Join(append(path, name), " → ")+" is nested deeper than 3 levels; its members are skipped"))
 					continue
 				}
 				walk(h.Handlers, append(slices.Clip(path), name))
@@ -307,17 +310,6 @@ func (p *Pipeline) ExpandHandlers(ns string, names []string) ([]*Handler, error)
 	return out, errors.Join(errs...)
 }
 
-func joinPath(p []string) string {
-	s := ""
-	for i, n := range p {
-		if i > 0 {
-			s += " → "
-		}
-		s += n
-	}
-	return s
-}
-
 // process sends one event to each of its handlers that its filters let through.
 func (p *Pipeline) process(ev *Event) {
 	names := HandlerNames(ev)
@@ -331,28 +323,33 @@ func (p *Pipeline) process(ev *Event) {
 		p.log.Debug("event handlers", "event", storeNameOf(ev), "err", err)
 	}
 	now := time.Now()
+	// The event is encoded once, when a first mutator needs it, for all its handlers:
+	// the pipeline never changes an event.
+	enc := sync.OnceValues(ev.MarshalJSON)
 	for _, h := range handlers {
 		if p.filtered(h, ev, now) {
 			continue
 		}
-		if h.Type == HandlerPipe || h.Type == "" || p.mutatorIsPipe(ns, h.Mutator) {
+		md := p.mutatorOf(ns, h.Mutator)
+		if h.Type == HandlerPipe || h.Type == "" || (md != nil && md.def.Type != MutatorJavaScript) {
 			select {
-			case p.procQ <- procJob{h: h, ev: ev}:
+			case p.procQ <- procJob{h: h, ev: ev, md: md, enc: enc}:
 			default:
 				p.drop(DropPipeQueueFull, ev)
 			}
 			continue
 		}
-		p.handle(h, ev)
+		p.handle(h, ev, md, enc)
 	}
 }
 
-func (p *Pipeline) mutatorIsPipe(ns, name string) bool {
+// mutatorOf is the definition of a handler's mutator: nil for the built-ins and for
+// one that does not exist (mutate tells them apart by name).
+func (p *Pipeline) mutatorOf(ns, name string) *mutatorDef {
 	if name == "" || name == MutatorJSON || name == MutatorOnlyCheckOutput {
-		return false
+		return nil
 	}
-	md := p.defs.mutator(ns, name)
-	return md != nil && md.def.Type != MutatorJavaScript
+	return p.defs.mutator(ns, name)
 }
 
 // filtered reports whether one of h's filters removes ev.
@@ -394,14 +391,9 @@ func (p *Pipeline) filteredBy(name string) {
 	}
 }
 
-// handle mutates ev for h and runs h.
-func (p *Pipeline) handle(h *Handler, ev *Event) {
-	ns := namespaceOf(ev)
-	var md *mutatorDef
-	if h.Mutator != "" && h.Mutator != MutatorJSON && h.Mutator != MutatorOnlyCheckOutput {
-		md = p.defs.mutator(ns, h.Mutator)
-	}
-	data, err := md.mutate(p.ctx, h.Mutator, ev)
+// handle mutates ev for h with md (see mutatorOf) and runs h; enc encodes ev.
+func (p *Pipeline) handle(h *Handler, ev *Event, md *mutatorDef, enc func() ([]byte, error)) {
+	data, err := md.mutate(p.ctx, h.Mutator, ev, enc)
 	if h.Mutator != "" {
 		outcome := OutcomeOK
 		if err != nil {

@@ -46,7 +46,7 @@ func TestMutators(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			out, err := c.md.mutate(context.Background(), c.mname, ev)
+			out, err := c.md.mutate(context.Background(), c.mname, ev, ev.MarshalJSON)
 			if c.err != "" {
 				if err == nil || !strings.Contains(err.Error(), c.err) {
 					t.Fatalf("err = %v, want %q", err, c.err)

@@ -33,24 +33,10 @@ func newEntityState(cfg *Config) *entityState {
 	labels[ManagedByLabel] = ManagedByAgent
 	return &entityState{
 		cfg:           cfg,
-		subscriptions: withEntitySub(cfg.Subscriptions, cfg.Name),
+		subscriptions: events.WithEntitySubscription(cfg.Subscriptions, cfg.Name),
 		labels:        labels,
 		annotations:   maps.Clone(cfg.Annotations),
 	}
-}
-
-// withEntitySub returns subs, deduplicated, with entity:<name> added when missing.
-func withEntitySub(subs []string, name string) []string {
-	out := []string{}
-	for _, s := range subs {
-		if s = strings.TrimSpace(s); s != "" && !slices.Contains(out, s) {
-			out = append(out, s)
-		}
-	}
-	if own := events.EntitySubscription(name); !slices.Contains(out, own) {
-		out = append(out, own)
-	}
-	return out
 }
 
 // Subscriptions returns the subscriptions the agent reports.
@@ -116,7 +102,7 @@ func (s *entityState) Apply(e *events.Entity) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.backendOwned = true
-	s.subscriptions = withEntitySub(e.Subscriptions, s.cfg.Name)
+	s.subscriptions = events.WithEntitySubscription(e.Subscriptions, s.cfg.Name)
 	s.labels = maps.Clone(e.Metadata.Labels)
 	s.annotations = maps.Clone(e.Metadata.Annotations)
 	// A redacted value coming back must not replace the real one.
