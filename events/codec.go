@@ -63,6 +63,17 @@ type structInfo struct {
 	// plain is a method-free struct type with the flattened fields and the same JSON
 	// tags, so encoding/json can decode and encode it in one pass.
 	plain reflect.Type
+	// extra is the index of the type's own extra field, -1 when it has none.
+	extra int
+}
+
+// extraOf returns the extra field of v (a value of info's type): the type's own, or one
+// promoted from an embedded struct; the zero Value when there is none.
+func (info *structInfo) extraOf(v reflect.Value) reflect.Value {
+	if info.extra >= 0 {
+		return v.Field(info.extra)
+	}
+	return v.FieldByName(extraField)
 }
 
 var structInfos sync.Map // reflect.Type -> *structInfo
@@ -110,7 +121,7 @@ func typeInfo(t reflect.Type) *structInfo {
 			best[f.name] = f.depth
 		}
 	}
-	info := &structInfo{byName: map[string]int{}}
+	info := &structInfo{byName: map[string]int{}, extra: extraIndex(t)}
 	for _, f := range all {
 		if f.depth != best[f.name] {
 			continue
@@ -734,7 +745,7 @@ func unknownFieldPaths(v reflect.Value, prefix string, out *[]string) {
 			unknownFieldPaths(v.Index(i), fmt.Sprintf("%s[%d]", prefix, i), out)
 		}
 	case reflect.Struct:
-		if ef := v.FieldByName(extraField); ef.IsValid() && ef.Kind() == reflect.Map {
+		if ef := typeInfo(v.Type()).extraOf(v); ef.IsValid() && ef.Kind() == reflect.Map {
 			keys := ef.MapKeys()
 			for _, k := range keys {
 				*out = append(*out, join(k.String()))

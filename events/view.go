@@ -84,7 +84,7 @@ func (o *lazyView) field(key string) (goja.Value, bool) {
 		}
 		return jsValue(o.vm, fv), true
 	}
-	if ef := o.v.FieldByName(extraField); ef.IsValid() && ef.Kind() == reflect.Map && ef.Len() > 0 {
+	if ef := o.info.extraOf(o.v); ef.IsValid() && ef.Kind() == reflect.Map && ef.Len() > 0 {
 		if raw := ef.MapIndex(reflect.ValueOf(key)); raw.IsValid() {
 			var x any
 			if json.Unmarshal(raw.Bytes(), &x) == nil {
@@ -152,7 +152,7 @@ func (o *lazyView) Keys() []string {
 	for _, f := range o.info.fields {
 		add(f.name)
 	}
-	if ef := o.v.FieldByName(extraField); ef.IsValid() && ef.Kind() == reflect.Map {
+	if ef := o.info.extraOf(o.v); ef.IsValid() && ef.Kind() == reflect.Map {
 		var extra []string
 		for _, k := range ef.MapKeys() {
 			extra = append(extra, k.String())
