@@ -112,13 +112,15 @@ func (n *Node) raiseKeepalive(ctx context.Context, l *etcdx.Leadership, ns, name
 		clientv3.Compare(clientv3.CreateRevision(l.Key()), "=", l.Rev),
 		clientv3.Compare(clientv3.ModRevision(keepaliveKey(ns, name)), "=", wr.rev),
 	}
+	ent, err := n.entityConfig(ctx, ns, name)
+	if err != nil {
+		return err
+	}
+	chk := &events.Check{}
+	chk.Interval, chk.Timeout, chk.Ttl = rec.Interval, rec.WarningTimeout, rec.CriticalTimeout
 	if rec.Deregister {
 		// The agent is gone for good: remove its entity, events and keepalive record,
 		// then hand a deregistration event to its deregistration handler, if it has one.
-		ent, err := n.entityConfig(ctx, ns, name)
-		if err != nil {
-			return err
-		}
 		resp, err := n.client.Txn(ctx).If(fence...).Then(
 			clientv3.OpDelete(entityKey(ns, name)),
 			clientv3.OpDelete(etcdx.Key("events", ns, name)+"/", clientv3.WithPrefix()),
@@ -128,8 +130,6 @@ func (n *Node) raiseKeepalive(ctx context.Context, l *etcdx.Leadership, ns, name
 		if err == nil && resp.Succeeded {
 			n.log.Info("entity deregistered after its keepalives stopped", "entity", name, "namespace", ns, "silent_for", fmt.Sprintf("%ds", age))
 			if ent != nil && ent.Deregistration.Handler != "" {
-				chk := &events.Check{}
-				chk.Interval, chk.Timeout, chk.Ttl = rec.Interval, rec.WarningTimeout, rec.CriticalTimeout
 				ev := keepaliveEvent(ent, chk, 1, fmt.Sprintf("Entity %s deregistered: no keepalive for %d seconds", name, age), now)
 				ev.Check.Metadata.Name = "deregistration"
 				ev.Check.Handlers = []string{ent.Deregistration.Handler}
@@ -138,16 +138,10 @@ func (n *Node) raiseKeepalive(ctx context.Context, l *etcdx.Leadership, ns, name
 		}
 		return err
 	}
-	ent, err := n.entityConfig(ctx, ns, name)
-	if err != nil {
-		return err
-	}
 	if ent == nil {
 		ent = &events.Entity{EntityClass: events.EntityAgent}
 		ent.Metadata = events.ObjectMeta{Name: name, Namespace: ns}
 	}
-	chk := &events.Check{}
-	chk.Interval, chk.Timeout, chk.Ttl = rec.Interval, rec.WarningTimeout, rec.CriticalTimeout
 	output := fmt.Sprintf("No keepalive sent from %s for %d seconds (>= %d)", name, age, rec.WarningTimeout)
 	if status == 2 {
 		output = fmt.Sprintf("No keepalive sent from %s for %d seconds (>= %d)", name, age, rec.CriticalTimeout)

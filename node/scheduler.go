@@ -122,6 +122,7 @@ func (p *publisher) start(ctx context.Context, kv etcdx.KV) {
 	} else if chk.Interval <= 0 {
 		return
 	}
+	proxy := compileProxyAttrs(chk)
 	cctx, cancel := context.WithCancel(ctx)
 	p.mu.Lock()
 	p.run[kv.Key] = cancel
@@ -129,8 +130,26 @@ func (p *publisher) start(ctx context.Context, kv etcdx.KV) {
 	p.wg.Add(1)
 	go func() {
 		defer p.wg.Done()
-		p.loop(cctx, chk, sched)
+		p.loop(cctx, chk, sched, proxy)
 	}()
+}
+
+// proxyAttrs are a proxy check's entity_attributes, compiled once per definition rather
+// than every tick; err is reported at every tick, as the check cannot be published.
+type proxyAttrs struct {
+	exprs *events.Expressions
+	err   error
+}
+
+func compileProxyAttrs(chk *events.CheckConfig) proxyAttrs {
+	if chk.ProxyRequests == nil || len(chk.ProxyRequests.EntityAttributes) == 0 {
+		return proxyAttrs{}
+	}
+	exprs, err := events.CompileExpressions(chk.ProxyRequests.EntityAttributes)
+	if err != nil {
+		err = fmt.Errorf("proxy_requests.entity_attributes: %w", err)
+	}
+	return proxyAttrs{exprs, err}
 }
 
 // nextTick is when a check runs next after now: on its cadence grid for an interval,
@@ -142,7 +161,7 @@ func nextTick(chk *events.CheckConfig, sched *events.Schedule, now time.Time) ti
 	return events.NextRun(chk.Metadata.Name, time.Duration(chk.Interval)*time.Second, now)
 }
 
-func (p *publisher) loop(ctx context.Context, chk *events.CheckConfig, sched *events.Schedule) {
+func (p *publisher) loop(ctx context.Context, chk *events.CheckConfig, sched *events.Schedule, proxy proxyAttrs) {
 	log := p.n.log.With("check", chk.Metadata.Name, "namespace", chk.Metadata.Namespace)
 	last := time.Time{}
 	for {
@@ -165,14 +184,14 @@ func (p *publisher) loop(ctx context.Context, chk *events.CheckConfig, sched *ev
 		} else if sub {
 			continue
 		}
-		if err := p.publish(ctx, chk, next); err != nil && ctx.Err() == nil {
+		if err := p.publish(ctx, chk, proxy, next); err != nil && ctx.Err() == nil {
 			log.Warn("publish check request", "err", err)
 		}
 	}
 }
 
 // publish writes the requests of one tick, fenced by the election.
-func (p *publisher) publish(ctx context.Context, chk *events.CheckConfig, tick time.Time) error {
+func (p *publisher) publish(ctx context.Context, chk *events.CheckConfig, proxy proxyAttrs, tick time.Time) error {
 	ns := chk.Metadata.Namespace
 	pub := publication{Namespace: ns}
 	base := func() *agentgw.CheckRequest {
@@ -180,8 +199,8 @@ func (p *publisher) publish(ctx context.Context, chk *events.CheckConfig, tick t
 		return &agentgw.CheckRequest{Config: &cfg, Assets: []any{}, Hooks: []any{}, Issued: tick.Unix()}
 	}
 	switch {
-	case chk.ProxyRequests != nil && len(chk.ProxyRequests.EntityAttributes) > 0:
-		reqs, err := p.proxyRequests(ctx, chk, tick, base)
+	case proxy.exprs != nil || proxy.err != nil:
+		reqs, err := p.proxyRequests(ctx, chk, proxy, tick, base)
 		if err != nil {
 			return err
 		}
@@ -361,11 +380,11 @@ func (n *Node) executeAdhoc(ctx context.Context, ns, check string, subs []string
 
 // proxyRequests makes one request per entity matching the check's entity_attributes,
 // with the entity's tokens substituted and, with splay, spread over the splay window.
-func (p *publisher) proxyRequests(ctx context.Context, chk *events.CheckConfig, tick time.Time, base func() *agentgw.CheckRequest) ([]published, error) {
-	exprs, err := events.CompileExpressions(chk.ProxyRequests.EntityAttributes)
-	if err != nil {
-		return nil, fmt.Errorf("proxy_requests.entity_attributes: %w", err)
+func (p *publisher) proxyRequests(ctx context.Context, chk *events.CheckConfig, proxy proxyAttrs, tick time.Time, base func() *agentgw.CheckRequest) ([]published, error) {
+	if proxy.err != nil {
+		return nil, proxy.err
 	}
+	exprs := proxy.exprs
 	ents, _, err := p.n.store.ListAll(ctx, etcdx.Key("entities", chk.Metadata.Namespace))
 	if err != nil {
 		return nil, err
