@@ -315,31 +315,16 @@ func ClusterStatus(ctx context.Context, cli *clientv3.Client, base ClientConfig,
 			defer wg.Done()
 			sctx, cancel := context.WithTimeout(ctx, timeout)
 			defer cancel()
-			cfg := base
-			cfg.Endpoints = urls
-			cfg.DialTimeout = 2 * time.Second
-			c, err := NewClient(cfg)
+			c, ep, s, err := firstStatus(sctx, base, urls)
 			if err != nil {
 				st.Err = err.Error()
 				return
 			}
-			defer c.Close()
-			for _, ep := range urls {
-				if err := dialCheck(sctx, ep); err != nil {
-					st.Err = err.Error()
-					continue
-				}
-				s, err := c.Status(sctx, ep)
-				if err != nil {
-					st.Err = err.Error()
-					continue
-				}
-				st.Err, st.Endpoint, st.Version = "", ep, s.Version
-				st.Leader, st.RaftTerm, st.RaftIndex, st.DBSize = s.Leader, s.RaftTerm, s.RaftIndex, s.DbSize
-				if len(s.Errors) > 0 {
-					st.Err = strings.Join(s.Errors, "; ")
-				}
-				return
+			c.Close()
+			st.Endpoint, st.Version = ep, s.Version
+			st.Leader, st.RaftTerm, st.RaftIndex, st.DBSize = s.Leader, s.RaftTerm, s.RaftIndex, s.DbSize
+			if len(s.Errors) > 0 {
+				st.Err = strings.Join(s.Errors, "; ")
 			}
 		}(m.ClientURLs)
 	}

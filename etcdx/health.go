@@ -116,18 +116,47 @@ func ClusterHealth(ctx context.Context, cli *clientv3.Client, base ClientConfig,
 }
 
 func memberHealthy(ctx context.Context, base ClientConfig, urls []string, clusterID, memberID uint64, learner bool) error {
+	c, ep, st, err := firstStatus(ctx, base, urls)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	switch {
+	case st.Header.GetClusterId() != clusterID:
+		return fmt.Errorf("member at %s belongs to another cluster (%x)", ep, st.Header.GetClusterId())
+	case st.Header.GetMemberId() != memberID:
+		return fmt.Errorf("member at %s has ID %x, not %x", ep, st.Header.GetMemberId(), memberID)
+	case st.Leader == 0:
+		return errors.New("member sees no leader")
+	case len(st.Errors) > 0:
+		return errors.New(strings.Join(st.Errors, "; "))
+	}
+	var opts []clientv3.OpOption
+	if learner {
+		opts = append(opts, clientv3.WithSerializable())
+	}
+	_, err = c.Get(ctx, "health", opts...)
+	if err != nil && !errors.Is(err, rpctypes.ErrPermissionDenied) {
+		return fmt.Errorf("read through %s: %w", ep, err)
+	}
+	return nil
+}
+
+// firstStatus dials a dedicated client (built from base) for a member's client URLs and
+// returns the Status of the first URL that answers, with the URL and the client, which
+// the caller closes; or the last URL's error. Each URL gets a plain TCP dial first: gRPC
+// retries a refused connection until the deadline and then reports only that, while the
+// operator wants the dial error.
+func firstStatus(ctx context.Context, base ClientConfig, urls []string) (*clientv3.Client, string, *clientv3.StatusResponse, error) {
 	cfg := base
 	cfg.Endpoints = urls
 	cfg.DialTimeout = 2 * time.Second
 	c, err := NewClient(cfg)
 	if err != nil {
-		return err
+		return nil, "", nil, err
 	}
-	defer c.Close()
-	var lastErr error
+	lastErr := errors.New("no client URLs")
 	for _, ep := range urls {
-		// A plain TCP dial first: gRPC retries a refused connection until the deadline and
-		// then reports only that, while the operator wants the dial error.
 		if err := dialCheck(ctx, ep); err != nil {
 			lastErr = err
 			continue
@@ -137,30 +166,10 @@ func memberHealthy(ctx context.Context, base ClientConfig, urls []string, cluste
 			lastErr = err
 			continue
 		}
-		switch {
-		case st.Header.GetClusterId() != clusterID:
-			return fmt.Errorf("member at %s belongs to another cluster (%x)", ep, st.Header.GetClusterId())
-		case st.Header.GetMemberId() != memberID:
-			return fmt.Errorf("member at %s has ID %x, not %x", ep, st.Header.GetMemberId(), memberID)
-		case st.Leader == 0:
-			return errors.New("member sees no leader")
-		case len(st.Errors) > 0:
-			return errors.New(strings.Join(st.Errors, "; "))
-		}
-		var opts []clientv3.OpOption
-		if learner {
-			opts = append(opts, clientv3.WithSerializable())
-		}
-		_, err = c.Get(ctx, "health", opts...)
-		if err != nil && !errors.Is(err, rpctypes.ErrPermissionDenied) {
-			return fmt.Errorf("read through %s: %w", ep, err)
-		}
-		return nil
+		return c, ep, st, nil
 	}
-	if lastErr == nil {
-		lastErr = errors.New("no client URLs")
-	}
-	return lastErr
+	c.Close()
+	return nil, "", nil, lastErr
 }
 
 // dialCheck opens and closes a TCP connection to the host:port of the client URL ep.
