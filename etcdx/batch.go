@@ -81,6 +81,16 @@ func NewBatcher(c *clientv3.Client, workers, maxOps int, maxDelay time.Duration)
 	return b
 }
 
+// The settings a server gives its event Batcher: EmbeddedBatchOps operations per
+// transaction with an embedded member (which accepts DefaultMaxTxnOps), etcd's default
+// limit of ExternalBatchOps with an external cluster.
+const (
+	BatchWorkers     = 6
+	BatchDelay       = 5 * time.Millisecond
+	EmbeddedBatchOps = 400
+	ExternalBatchOps = 128
+)
+
 // ErrBatcherClosed is returned for writes submitted after Close.
 var ErrBatcherClosed = errors.New("batcher closed")
 

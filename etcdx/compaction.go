@@ -45,6 +45,9 @@ const (
 	DefaultGuardInterval = 5 * time.Second
 )
 
+// GuardThreshold is the threshold a server gives its guard: 40 % of the backend quota.
+func GuardThreshold(quota int64) int64 { return quota / 5 * 2 }
+
 // Compactions is how many times the guard compacted.
 func (g *HistoryGuard) Compactions() int64 { return g.compactions.Load() }
 

@@ -179,10 +179,10 @@ func (n *Node) Start(ctx context.Context) (err error) {
 	n.store = etcdx.NewStore(n.client)
 	// Grouped event writes: embedded members accept 1024 operations per transaction,
 	// an external etcd keeps its default of 128.
-	maxOps := 128
+	maxOps := etcdx.ExternalBatchOps
 	batchClient := n.client
 	if n.etcd != nil {
-		maxOps = 400
+		maxOps = etcdx.EmbeddedBatchOps
 		// Event writes reach the local member by direct calls rather than gRPC over
 		// loopback: a grouped transaction carries hundreds of events, and encoding,
 		// sending and decoding it cost more CPU than etcd's apply (see 'picket bench
@@ -190,7 +190,7 @@ func (n *Node) Start(ctx context.Context) (err error) {
 		n.batchClient = n.etcd.InProcessClient()
 		batchClient = n.batchClient
 	}
-	n.batch = etcdx.NewBatcher(batchClient, 6, maxOps, 5*time.Millisecond)
+	n.batch = etcdx.NewBatcher(batchClient, etcdx.BatchWorkers, maxOps, etcdx.BatchDelay)
 	n.states = newStateCache(200_000)
 
 	// The first reads from etcd: bounded, so a member that never answers is reported
@@ -327,7 +327,7 @@ func (n *Node) startHistoryGuard(ctx context.Context) {
 	} else if len(n.cfg.Client.Endpoints) > 0 {
 		endpoint = n.cfg.Client.Endpoints[0]
 	}
-	g := &etcdx.HistoryGuard{Client: n.client, Endpoint: endpoint, Threshold: quota / 5 * 2,
+	g := &etcdx.HistoryGuard{Client: n.client, Endpoint: endpoint, Threshold: etcdx.GuardThreshold(quota),
 		Logger: n.log.With("component", "history-guard")}
 	n.api.Registry().MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
 		Name: "picket_etcd_history_compactions_total",
