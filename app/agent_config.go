@@ -6,13 +6,11 @@ import (
 	"maps"
 	"net/url"
 	"os"
-	"reflect"
 	"regexp"
 	"strconv"
 	"strings"
 	"time"
 
-	"github.com/knadh/koanf/v2"
 	"github.com/spf13/pflag"
 
 	"github.com/picketmon/picket/agentgw/agent"
@@ -127,7 +125,7 @@ func loadAgentConfig(env *Env, flags *pflag.FlagSet, configFile string) (*AgentC
 
 	cfg := &AgentConfig{ConfigFile: path}
 	var problems []string
-	problems = append(problems, decodeAgentKeys(k, cfg)...)
+	problems = append(problems, decodeKeys(k, cfg)...)
 	checks, cp := decodeChecks(k.Get(agentChecksKey))
 	cfg.Checks = checks
 	problems = append(problems, cp...)
@@ -135,69 +133,6 @@ func loadAgentConfig(env *Env, flags *pflag.FlagSet, configFile string) (*AgentC
 		return nil, &ConfigError{Problems: problems}
 	}
 	return cfg, nil
-}
-
-var durationType = reflect.TypeFor[time.Duration]()
-
-// decodeAgentKeys copies every key into the field with the matching koanf tag, converting
-// strings from the environment and flags; it returns every conversion problem.
-func decodeAgentKeys(k *koanf.Koanf, cfg *AgentConfig) []string {
-	v := reflect.ValueOf(cfg).Elem()
-	t := v.Type()
-	var problems []string
-	bad := func(tag string, raw any, what string) {
-		problems = append(problems, fmt.Sprintf("%s: %q is not %s", tag, scalarString(raw), what))
-	}
-	for i := 0; i < t.NumField(); i++ {
-		tag := t.Field(i).Tag.Get("koanf")
-		if tag == "" || tag == "-" || !k.Exists(tag) {
-			continue
-		}
-		raw := k.Get(tag)
-		f := v.Field(i)
-		switch {
-		case f.Type() == durationType:
-			d, err := parseSeconds(raw)
-			if err != nil {
-				bad(tag, raw, "a duration such as 30s or 2m")
-				continue
-			}
-			f.SetInt(int64(d))
-		case f.Kind() == reflect.String:
-			f.SetString(scalarString(raw))
-		case f.Kind() == reflect.Bool:
-			b, err := toBool(raw)
-			if err != nil {
-				bad(tag, raw, "true or false")
-				continue
-			}
-			f.SetBool(b)
-		case f.Kind() == reflect.Int:
-			n, err := strconv.Atoi(strings.TrimSpace(scalarString(raw)))
-			if err != nil {
-				bad(tag, raw, "a whole number")
-				continue
-			}
-			f.SetInt(int64(n))
-		case f.Kind() == reflect.Float64:
-			x, err := strconv.ParseFloat(strings.TrimSpace(scalarString(raw)), 64)
-			if err != nil {
-				bad(tag, raw, "a number")
-				continue
-			}
-			f.SetFloat(x)
-		case f.Kind() == reflect.Slice:
-			f.Set(reflect.ValueOf(toList(raw)))
-		case f.Kind() == reflect.Map:
-			m, err := toStringMap(raw)
-			if err != nil {
-				problems = append(problems, fmt.Sprintf("%s: %v", tag, err))
-				continue
-			}
-			f.Set(reflect.ValueOf(m))
-		}
-	}
-	return problems
 }
 
 // parseSeconds reads a duration ("90s", "2m") or a bare number of seconds.

@@ -7,7 +7,7 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -310,11 +310,11 @@ func runClusterTasks(ctx context.Context, env *Env, args []string) error {
 	}
 	names := append([]string(nil), cluster.TaskNames...)
 	for t := range in.Tasks {
-		if !contains(names, t) {
+		if !slices.Contains(names, t) {
 			names = append(names, t)
 		}
 	}
-	sort.SliceStable(names[len(cluster.TaskNames):], func(i, j int) bool { return names[len(cluster.TaskNames)+i] < names[len(cluster.TaskNames)+j] })
+	slices.Sort(names[len(cluster.TaskNames):])
 	rows := [][]string{}
 	for _, t := range names {
 		owner := "(none)"
@@ -325,13 +325,4 @@ func runClusterTasks(ctx context.Context, env *Env, args []string) error {
 	}
 	_ = writeTable(env.Stdout, []string{"Task", "Owner"}, []int{4, 5}, rows, tableWidth)
 	return nil
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }

@@ -120,8 +120,7 @@ func runClusterReplace(ctx context.Context, env *Env, args []string) error {
 	if err != nil {
 		var hint string
 		switch {
-		case errors.Is(err, cluster.ErrQuorum), errors.Is(err, cluster.ErrOtherLearner), errors.Is(err, cluster.ErrTargetRunning),
-			errors.Is(err, cluster.ErrNoSuchMember), errors.Is(err, cluster.ErrSameServer):
+		case cluster.Refused(err):
 			hint = "refused, nothing changed"
 		default:
 			hint = fmt.Sprintf("run the same command again to continue (progress in %s)", opts.StateFile)
@@ -205,25 +204,12 @@ func localMember(env *Env, cfg *BackendConfig, configFile, stopCmd, startCmd str
 			if startCmd != "" {
 				return shellCommand(ctx, env, startCmd)
 			}
-			self, err := os.Executable()
-			if err != nil {
-				return err
-			}
-			logPath := filepath.Join(cfg.StateDir, "server.log")
-			logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
-			if err != nil {
-				return err
-			}
-			defer logf.Close()
 			abs, _ := filepath.Abs(configFile)
-			cmd := exec.Command(self, "server", "--config-file", abs)
-			cmd.Stdout, cmd.Stderr = logf, logf
-			cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-			if err := cmd.Start(); err != nil {
-				return fmt.Errorf("start picket server: %w", err)
+			pid, err := startBackground(abs, cfg.StateDir)
+			if pid != 0 {
+				fmt.Fprintf(env.Stdout, "      started picket server -c %s (pid %d), logging to %s\n", abs, pid, filepath.Join(cfg.StateDir, "server.log"))
 			}
-			fmt.Fprintf(env.Stdout, "      started picket server -c %s (pid %d), logging to %s\n", abs, cmd.Process.Pid, logPath)
-			return cmd.Process.Release()
+			return err
 		},
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/knadh/koanf/parsers/yaml"
 	"github.com/knadh/koanf/providers/confmap"
@@ -18,6 +19,8 @@ import (
 	"github.com/knadh/koanf/providers/file"
 	"github.com/knadh/koanf/v2"
 	"github.com/spf13/pflag"
+
+	"github.com/picketmon/picket/etcdx"
 )
 
 // DefaultBackendConfigFile is read when no -c/--config-file is given; its absence is fine.
@@ -70,6 +73,20 @@ type BackendConfig struct {
 
 	// ConfigFile is the file the configuration was read from, "" when none.
 	ConfigFile string `koanf:"-"`
+}
+
+// etcdClientConfig is the configuration of a client of the cluster's etcd: the
+// etcd-client-urls, else the etcd-advertise-client-urls, with the etcd TLS files and
+// the credentials from the environment.
+func (c *BackendConfig) etcdClientConfig() etcdx.ClientConfig {
+	endpoints := c.EtcdClientURLs
+	if len(endpoints) == 0 {
+		endpoints = c.EtcdAdvertiseClientURLs
+	}
+	return etcdx.ClientConfig{
+		Endpoints: endpoints, CertFile: c.EtcdCertFile, KeyFile: c.EtcdKeyFile, TrustedCAFile: c.EtcdTrustedCAFile,
+		InsecureSkipVerify: c.InsecureSkipTLSVerify, Username: c.EtcdClientUsername, Password: c.EtcdClientPassword,
+	}
 }
 
 // configKey describes one configuration key: its default, its help text, and whether it
@@ -240,8 +257,8 @@ func loadBackendConfig(env *Env, flags *pflag.FlagSet, configFile string) (*Back
 		return nil, err
 	}
 	cfg := &BackendConfig{ConfigFile: path}
-	if err := decodeKeys(k, backendKeys, cfg); err != nil {
-		return nil, err
+	if problems := decodeKeys(k, cfg); len(problems) > 0 {
+		return nil, &ConfigError{Problems: problems}
 	}
 	getenv := os.Getenv
 	if env != nil && env.Getenv != nil {
@@ -252,13 +269,18 @@ func loadBackendConfig(env *Env, flags *pflag.FlagSet, configFile string) (*Back
 	return cfg, nil
 }
 
+var durationType = reflect.TypeFor[time.Duration]()
+
 // decodeKeys copies every key into the struct field with the matching koanf tag,
 // converting strings from the environment and flags to the field's type. Conversion
-// problems are collected and reported together, each naming the key and the value.
-func decodeKeys(k *koanf.Koanf, keys []configKey, dst any) error {
+// problems are collected and returned together, each naming the key and the value.
+func decodeKeys(k *koanf.Koanf, dst any) []string {
 	v := reflect.ValueOf(dst).Elem()
 	t := v.Type()
 	var problems []string
+	bad := func(tag string, raw any, what string) {
+		problems = append(problems, fmt.Sprintf("%s: %q is not %s", tag, scalarString(raw), what))
+	}
 	for i := 0; i < t.NumField(); i++ {
 		tag := t.Field(i).Tag.Get("koanf")
 		if tag == "" || tag == "-" || !k.Exists(tag) {
@@ -266,31 +288,49 @@ func decodeKeys(k *koanf.Koanf, keys []configKey, dst any) error {
 		}
 		raw := k.Get(tag)
 		f := v.Field(i)
-		switch f.Kind() {
-		case reflect.String:
+		switch {
+		case f.Type() == durationType:
+			d, err := parseSeconds(raw)
+			if err != nil {
+				bad(tag, raw, "a duration such as 30s or 2m")
+				continue
+			}
+			f.SetInt(int64(d))
+		case f.Kind() == reflect.String:
 			f.SetString(scalarString(raw))
-		case reflect.Bool:
+		case f.Kind() == reflect.Bool:
 			b, err := toBool(raw)
 			if err != nil {
-				problems = append(problems, fmt.Sprintf("%s: %q is not true or false", tag, scalarString(raw)))
+				bad(tag, raw, "true or false")
 				continue
 			}
 			f.SetBool(b)
-		case reflect.Int, reflect.Int64:
+		case f.Kind() == reflect.Int, f.Kind() == reflect.Int64:
 			n, err := strconv.ParseInt(strings.TrimSpace(scalarString(raw)), 10, 64)
 			if err != nil {
-				problems = append(problems, fmt.Sprintf("%s: %q is not a whole number", tag, scalarString(raw)))
+				bad(tag, raw, "a whole number")
 				continue
 			}
 			f.SetInt(n)
-		case reflect.Slice:
+		case f.Kind() == reflect.Float64:
+			x, err := strconv.ParseFloat(strings.TrimSpace(scalarString(raw)), 64)
+			if err != nil {
+				bad(tag, raw, "a number")
+				continue
+			}
+			f.SetFloat(x)
+		case f.Kind() == reflect.Slice:
 			f.Set(reflect.ValueOf(toList(raw)))
+		case f.Kind() == reflect.Map:
+			m, err := toStringMap(raw)
+			if err != nil {
+				problems = append(problems, fmt.Sprintf("%s: %v", tag, err))
+				continue
+			}
+			f.Set(reflect.ValueOf(m))
 		}
 	}
-	if len(problems) > 0 {
-		return &ConfigError{Problems: problems}
-	}
-	return nil
+	return problems
 }
 
 func scalarString(v any) string {

@@ -230,6 +230,12 @@ func issueNodeCert(dir, name, address string) error {
 	return err
 }
 
+// isContextErr reports whether err is a context's own error: cancelled or past its
+// deadline.
+func isContextErr(err error) bool {
+	return errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
+}
+
 // startBackground starts `picket server -c config` detached from the console (its own
 // session, so it outlives it), logging to <state>/server.log.
 func startBackground(config, state string) (int, error) {
@@ -434,14 +440,19 @@ func listening(addr string) bool {
 func waitHealthy(ctx context.Context, apiURLs []string, caFile string, want int, wait time.Duration, report func(string), local map[string]nodeFiles) (string, error) {
 	deadline := time.Now().Add(wait)
 	last := ""
+	// Each URL's client is made once, the first time the loop reaches it.
+	clients := make([]*cluster.Client, len(apiURLs))
 	for {
-		for _, u := range apiURLs {
-			c, err := client.New(client.Config{APIURL: u, TrustedCAFile: caFile}, client.Options{})
-			if err != nil {
-				return "", err
+		for i, u := range apiURLs {
+			if clients[i] == nil {
+				c, err := client.New(client.Config{APIURL: u, TrustedCAFile: caFile}, client.Options{})
+				if err != nil {
+					return "", err
+				}
+				clients[i] = cluster.New(c)
 			}
 			hctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-			hl, err := cluster.New(c).Health(hctx, time.Second)
+			hl, err := clients[i].Health(hctx, time.Second)
 			cancel()
 			if err != nil {
 				continue
@@ -713,68 +724,39 @@ func (h *consoleHost) Join(ctx context.Context, r tui.JoinRequest, progress func
 		return nil, hint(err)
 	}
 	err = step(progress, "wait for start", r.Name, "", func() (string, error) {
-		deadline := time.Now().Add(2 * time.Minute)
-		for {
-			ml, err := cl.Members(ctx)
-			if err == nil {
-				for _, m := range ml.Members {
-					if m.ID == add.Member.ID && m.Started() {
-						return "started, catching up as a learner", nil
-					}
-				}
+		if err := cl.WaitStarted(ctx, add.Member.ID, 2*time.Minute, 300*time.Millisecond); err != nil {
+			if isContextErr(err) {
+				return "", err
 			}
-			if time.Now().After(deadline) {
-				return "", fmt.Errorf("not started within 2 minutes: see %s", filepath.Join(f.state, "server.log"))
-			}
-			select {
-			case <-ctx.Done():
-				return "", ctx.Err()
-			case <-time.After(300 * time.Millisecond):
-			}
+			return "", fmt.Errorf("not started within 2 minutes: see %s", filepath.Join(f.state, "server.log"))
 		}
+		return "started, catching up as a learner", nil
 	})
 	if err != nil {
 		return nil, hint(err)
 	}
 	err = step(progress, "promote", r.Name, "", func() (string, error) {
-		deadline := time.Now().Add(2 * time.Minute)
-		for {
-			err := cl.PromoteMember(ctx, add.Member.ID)
-			if err == nil {
-				return "voter", nil
-			}
+		// Give up on a refusal other than "not caught up yet" (409, 400).
+		final := func(err error) bool {
 			var ae *client.APIError
-			if time.Now().After(deadline) || ctx.Err() != nil || (errors.As(err, &ae) && ae.Status < http.StatusInternalServerError && ae.Status != http.StatusConflict && ae.Status != http.StatusBadRequest) {
-				return "", err
-			}
-			select {
-			case <-ctx.Done():
-				return "", ctx.Err()
-			case <-time.After(time.Second):
-			}
+			return errors.As(err, &ae) && ae.Status < http.StatusInternalServerError && ae.Status != http.StatusConflict && ae.Status != http.StatusBadRequest
 		}
+		if err := cl.PromoteWithRetry(ctx, add.Member.ID, 2*time.Minute, final); err != nil {
+			return "", err
+		}
+		return "voter", nil
 	})
 	if err != nil {
 		return nil, hint(err)
 	}
 	err = step(progress, "verify", r.Name, "", func() (string, error) {
-		deadline := time.Now().Add(30 * time.Second)
-		for {
-			hl, err := cl.Health(ctx, 2*time.Second)
-			if err == nil {
-				if mh := hl.Of(add.Member.ID); mh != nil && mh.Healthy {
-					return "healthy voter", nil
-				}
+		if err := cl.WaitHealthy(ctx, add.Member.ID, 30*time.Second, 300*time.Millisecond); err != nil {
+			if isContextErr(err) {
+				return "", err
 			}
-			if time.Now().After(deadline) {
-				return "", fmt.Errorf("%s is not healthy within 30s", r.Name)
-			}
-			select {
-			case <-ctx.Done():
-				return "", ctx.Err()
-			case <-time.After(300 * time.Millisecond):
-			}
+			return "", fmt.Errorf("%s is not healthy within 30s", r.Name)
 		}
+		return "healthy voter", nil
 	})
 	if err != nil {
 		return nil, err

@@ -53,18 +53,13 @@ func runInit(ctx context.Context, env *Env, args []string) error {
 	if *adminUser == "" {
 		return usageErrorf("--cluster-admin-username must not be empty")
 	}
-	endpoints := cfg.EtcdClientURLs
-	if len(endpoints) == 0 {
-		endpoints = cfg.EtcdAdvertiseClientURLs
-	}
+	ecfg := cfg.etcdClientConfig()
+	endpoints := ecfg.Endpoints
 	if len(endpoints) == 0 {
 		return usageErrorf("no etcd to talk to: set --etcd-client-urls")
 	}
 
-	cli, err := etcdx.NewClient(etcdx.ClientConfig{
-		Endpoints: endpoints, CertFile: cfg.EtcdCertFile, KeyFile: cfg.EtcdKeyFile, TrustedCAFile: cfg.EtcdTrustedCAFile,
-		InsecureSkipVerify: cfg.InsecureSkipTLSVerify, Username: cfg.EtcdClientUsername, Password: cfg.EtcdClientPassword,
-	})
+	cli, err := etcdx.NewClient(ecfg)
 	if err != nil {
 		return fmt.Errorf("connect to etcd %s: %w", strings.Join(endpoints, ","), err)
 	}

@@ -67,9 +67,6 @@ type exitError struct {
 func (e *exitError) Error() string { return e.err.Error() }
 func (e *exitError) Unwrap() error { return e.err }
 
-// errUsage marks errors caused by bad command-line input (exit code 2).
-var errUsage = errors.New("usage")
-
 // usageErrorf reports bad command-line input; Main exits 2 for it.
 func usageErrorf(format string, a ...any) error {
 	return &exitError{code: 2, err: fmt.Errorf(format, a...)}

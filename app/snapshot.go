@@ -84,14 +84,9 @@ func runSnapshotSave(ctx context.Context, env *Env, args []string) error {
 		if err != nil {
 			return err
 		}
-		endpoints := bcfg.EtcdClientURLs
-		if len(endpoints) == 0 {
-			endpoints = bcfg.EtcdAdvertiseClientURLs
-		}
-		cli, err := etcdx.NewClient(etcdx.ClientConfig{
-			Endpoints: endpoints, CertFile: bcfg.EtcdCertFile, KeyFile: bcfg.EtcdKeyFile, TrustedCAFile: bcfg.EtcdTrustedCAFile,
-			InsecureSkipVerify: bcfg.InsecureSkipTLSVerify, Username: bcfg.EtcdClientUsername, Password: bcfg.EtcdClientPassword,
-		})
+		ecfg := bcfg.etcdClientConfig()
+		endpoints := ecfg.Endpoints
+		cli, err := etcdx.NewClient(ecfg)
 		if err != nil {
 			return err
 		}

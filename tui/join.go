@@ -42,7 +42,7 @@ type joinDefaults struct {
 	apiURL, ca, name, addr, dir, certs string
 }
 
-func newJoinForm(det *Detection, s *Session, d joinDefaults) *joinForm {
+func newJoinForm(s *Session, d joinDefaults) *joinForm {
 	f := &joinForm{labels: []string{"Member API URL", "Username", "Password", "CA file", "Node name", "Address", "Ports", "Directory", "Certificates"}}
 	vals := []string{d.apiURL, "admin", "", d.ca, d.name, d.addr, "8080 8081 2379 2380", d.dir, d.certs}
 	widths := []int{40, 16, 24, 48, 16, 24, 24, 48, 48}

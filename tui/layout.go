@@ -74,5 +74,3 @@ func wrapJoin(prefix string, items []string, sep string, width int) string {
 	b.WriteString(truncate(line, width) + "\n")
 	return b.String()
 }
-
-func stripANSI(s string) string { return ansi.Strip(s) }

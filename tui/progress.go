@@ -1,7 +1,6 @@
 package tui
 
 import (
-	"context"
 	"fmt"
 	"strings"
 	"sync"
@@ -136,7 +135,6 @@ func (s *steps) view(spin string, w int) string {
 
 // progressModel shows a bootstrap or a join: each step live, then the outcome.
 type progressModel struct {
-	ctx     context.Context
 	title   string
 	w, h    int
 	steps   steps
@@ -151,9 +149,9 @@ type progressModel struct {
 	back  screenID
 }
 
-func newProgress(ctx context.Context, title string, back screenID) *progressModel {
+func newProgress(title string, back screenID) *progressModel {
 	sp := spinner.New(spinner.WithSpinner(spinnerKind))
-	return &progressModel{ctx: ctx, title: title, spin: sp, back: back}
+	return &progressModel{title: title, spin: sp, back: back}
 }
 
 func (p *progressModel) setSize(w, h int)    { p.w, p.h = w, h }

@@ -2,7 +2,6 @@ package tui
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -227,16 +226,6 @@ func (r *replaceModel) update(msg tea.Msg) tea.Cmd {
 	return nil
 }
 
-// refused reports a preflight refusal: nothing changed.
-func refused(err error) bool {
-	for _, e := range []error{cluster.ErrQuorum, cluster.ErrOtherLearner, cluster.ErrTargetRunning, cluster.ErrNoSuchMember, cluster.ErrSameServer} {
-		if errors.Is(err, e) {
-			return true
-		}
-	}
-	return false
-}
-
 func (r *replaceModel) view() string {
 	var left strings.Builder
 	left.WriteString(st.title.Render("Replacing "+r.member.Name) + "\n\n")
@@ -249,7 +238,7 @@ func (r *replaceModel) view() string {
 	if !r.running {
 		left.WriteString("\n")
 		switch {
-		case r.err != nil && refused(r.err):
+		case r.err != nil && cluster.Refused(r.err):
 			left.WriteString(st.badBanner.Render(" REFUSED ") + " nothing changed\n")
 			left.WriteString(st.bad.Render(r.err.Error()) + "\n")
 		case r.err != nil:

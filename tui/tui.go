@@ -8,7 +8,6 @@ package tui
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"net/url"
@@ -96,7 +95,6 @@ type Model struct {
 	confirm  *confirmModel
 	repl     *replaceModel
 	cl       Cluster
-	connErr  error
 	quitting bool
 	// wg holds the goroutines of long operations; Wait waits for them.
 	wg sync.WaitGroup
@@ -234,7 +232,6 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		return m, m.connect(msg.conn)
 	case connectedMsg:
 		if msg.err != nil {
-			m.connErr = msg.err
 			m.home.err = msg.err
 			m.cur = screenHome
 			return m, nil
@@ -253,7 +250,7 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		if msg.plan.Mode == ModeSandbox && m.det != nil {
 			m.det.Sandbox = msg.plan.Dir
 		}
-		m.bootProg = newProgress(m.ctx, "Bootstrapping a "+msg.plan.Mode.String()+" of "+fmt.Sprint(len(msg.plan.Nodes)), screenBootstrap)
+		m.bootProg = newProgress("Bootstrapping a "+msg.plan.Mode.String()+" of "+fmt.Sprint(len(msg.plan.Nodes)), screenBootstrap)
 		m.bootProg.setSize(m.w, m.bodyHeight())
 		m.cur = screenBootProgress
 		host, ctx, plan := m.opts.Host, m.ctx, msg.plan
@@ -261,7 +258,7 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 			return host.Bootstrap(ctx, plan, func(p Progress) { send(p) })
 		})
 	case startJoinMsg:
-		m.joinProg = newProgress(m.ctx, "Joining "+msg.req.Name+" to the cluster at "+msg.req.APIURL, screenJoin)
+		m.joinProg = newProgress("Joining "+msg.req.Name+" to the cluster at "+msg.req.APIURL, screenJoin)
 		m.joinProg.setSize(m.w, m.bodyHeight())
 		m.cur = screenJoinProgress
 		if m.dash != nil {
@@ -329,7 +326,7 @@ func (m *Model) go_(to screenID) (tea.Model, tea.Cmd) {
 		m.boot = newBootForm(m.det, ModeSandbox)
 	case screenJoin:
 		s, _ := m.cl.(*Session)
-		m.join = newJoinForm(m.det, s, m.joinDefaults())
+		m.join = newJoinForm(s, m.joinDefaults())
 	case screenDashboard:
 		if m.dash == nil {
 			return m.goHome()
@@ -427,6 +424,3 @@ func (m *Model) View() string {
 	pad := avail - len(bodyLines)
 	return strings.Join(bodyLines, "\n") + strings.Repeat("\n", pad+1) + "\n" + helpView
 }
-
-// ErrNoTerminal is returned by Run when stdin or stdout is not a terminal.
-var ErrNoTerminal = errors.New("the console needs a terminal; for scripts use `picket cluster health`, `picket cluster member-list`, `picket cluster replace NAME`…")

@@ -230,13 +230,6 @@ func (c *Client) Members(ctx context.Context) (*MemberList, error) {
 	return &ml, nil
 }
 
-// ClusterID returns the cluster's ID in hex.
-func (c *Client) ClusterID(ctx context.Context) (string, error) {
-	var id string
-	err := c.do(ctx, http.MethodGet, "/api/core/v2/cluster/id", &id)
-	return id, err
-}
-
 // AddMember adds a member with peerURLs (as a learner when learner is set). Start the
 // new member with the etcd-initial-cluster of AddResult.InitialCluster and
 // etcd-initial-cluster-state: existing.

@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -27,6 +28,17 @@ var (
 	// ErrSameServer reports a local replace whose API is the server being replaced.
 	ErrSameServer = errors.New("the API answering is the server being replaced")
 )
+
+// Refused reports whether err is one of Replace's preflight refusals, after which
+// nothing has changed.
+func Refused(err error) bool {
+	for _, e := range []error{ErrQuorum, ErrOtherLearner, ErrTargetRunning, ErrNoSuchMember, ErrSameServer} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
+}
 
 // Step names, in the order Replace runs them (REFERENCE.md §5's safe order).
 const (
@@ -138,16 +150,10 @@ func parseHex(s string) uint64 {
 	return v
 }
 
-func hex(id uint64) string { return fmt.Sprintf("%x", id) }
-
 // byPeers returns the member with exactly peers as its peer URLs.
 func byPeers(ml *MemberList, peers []string) *Member {
-	want := append([]string(nil), peers...)
-	sort.Strings(want)
 	for i, m := range ml.Members {
-		got := append([]string(nil), m.PeerURLs...)
-		sort.Strings(got)
-		if strings.Join(got, ",") == strings.Join(want, ",") {
+		if sameSet(m.PeerURLs, peers) {
 			return &ml.Members[i]
 		}
 	}
@@ -208,7 +214,7 @@ func (c *Client) Replace(ctx context.Context, o ReplaceOptions) (*ReplaceResult,
 			if target == nil {
 				return "", fmt.Errorf("no member named %s (list them with `picket cluster member-list`): %w", o.Name, ErrNoSuchMember)
 			}
-			st = &replaceState{Name: target.Name, OldID: hex(target.ID), PeerURLs: target.PeerURLs, Started: time.Now().UTC()}
+			st = &replaceState{Name: target.Name, OldID: target.IDHex(), PeerURLs: target.PeerURLs, Started: time.Now().UTC()}
 			phase = StepSnapshot
 		} else {
 			m := byPeers(ml, st.PeerURLs)
@@ -219,7 +225,7 @@ func (c *Client) Replace(ctx context.Context, o ReplaceOptions) (*ReplaceResult,
 				phase = StepAdd
 			default:
 				current = m
-				st.NewID = hex(m.ID)
+				st.NewID = m.IDHex()
 				switch {
 				case !m.IsLearner:
 					phase = StepVerify
@@ -280,7 +286,7 @@ func (c *Client) Replace(ctx context.Context, o ReplaceOptions) (*ReplaceResult,
 			if err := c.MoveLeader(ctx, to); err != nil {
 				return "", err
 			}
-			return "leadership moved to " + hex(to), nil
+			return "leadership moved to " + strconv.FormatUint(to, 16), nil
 		})
 		if err != nil {
 			return nil, err
@@ -317,7 +323,7 @@ func (c *Client) Replace(ctx context.Context, o ReplaceOptions) (*ReplaceResult,
 			if err != nil {
 				return "", err
 			}
-			st.NewID, st.InitialCluster, st.Step = hex(add.Member.ID), ic, StepAdd
+			st.NewID, st.InitialCluster, st.Step = add.Member.IDHex(), ic, StepAdd
 			current = &add.Member
 			return "added learner " + st.NewID, st.save(o.StateFile)
 		})
@@ -355,7 +361,7 @@ func (c *Client) Replace(ctx context.Context, o ReplaceOptions) (*ReplaceResult,
 			} else {
 				progress(Step{Name: StepStart, Detail: StartInstructions(join)})
 			}
-			if err := c.waitStarted(ctx, res.NewID, o.WaitStart); err != nil {
+			if err := c.WaitStarted(ctx, res.NewID, o.WaitStart, 250*time.Millisecond); err != nil {
 				return "", err
 			}
 			st.Step = StepStart
@@ -378,7 +384,7 @@ func (c *Client) Replace(ctx context.Context, o ReplaceOptions) (*ReplaceResult,
 				if err := o.Local.Start(ctx, Join{Name: st.Name, MemberID: st.NewID, InitialCluster: st.InitialCluster}); err != nil {
 					return "", err
 				}
-				return "started", c.waitHealthy(ctx, res.NewID, o.WaitStart)
+				return "started", c.WaitHealthy(ctx, res.NewID, o.WaitStart, 250*time.Millisecond)
 			})
 			if err != nil {
 				return nil, err
@@ -387,18 +393,8 @@ func (c *Client) Replace(ctx context.Context, o ReplaceOptions) (*ReplaceResult,
 	}
 	if phase == StepPromote {
 		err = step(StepPromote, st.NewID, func() (string, error) {
-			deadline := time.Now().Add(2 * time.Minute)
-			for {
-				err := c.PromoteMember(ctx, res.NewID)
-				if err == nil {
-					break
-				}
-				if time.Now().After(deadline) || ctx.Err() != nil {
-					return "", err
-				}
-				if !sleep(ctx, time.Second) {
-					return "", ctx.Err()
-				}
+			if err := c.PromoteWithRetry(ctx, res.NewID, 2*time.Minute, nil); err != nil {
+				return "", err
 			}
 			st.Step = StepPromote
 			return "member " + st.NewID + " is a voter", st.save(o.StateFile)
@@ -493,8 +489,10 @@ func sameSet(a, b []string) bool {
 	return strings.Join(x, ",") == strings.Join(y, ",")
 }
 
-// waitStarted waits until member id has published its name and client URLs.
-func (c *Client) waitStarted(ctx context.Context, id uint64, wait time.Duration) error {
+// WaitStarted waits up to wait, polling every poll, until member id has published its
+// name and client URLs. It returns ctx.Err() when ctx ends first, and an error naming
+// the member and wait when the time is up.
+func (c *Client) WaitStarted(ctx context.Context, id uint64, wait, poll time.Duration) error {
 	deadline := time.Now().Add(wait)
 	for {
 		ml, err := c.Members(ctx)
@@ -508,14 +506,16 @@ func (c *Client) waitStarted(ctx context.Context, id uint64, wait time.Duration)
 		if time.Now().After(deadline) {
 			return fmt.Errorf("member %x has not started within %s; start its server with the configuration above, then run replace again to finish", id, wait)
 		}
-		if !sleep(ctx, 250*time.Millisecond) {
+		if !sleep(ctx, poll) {
 			return ctx.Err()
 		}
 	}
 }
 
-// waitHealthy waits until member id is healthy.
-func (c *Client) waitHealthy(ctx context.Context, id uint64, wait time.Duration) error {
+// WaitHealthy waits up to wait, polling every poll, until member id is healthy. It
+// returns ctx.Err() when ctx ends first, and an error naming the member and wait when
+// the time is up.
+func (c *Client) WaitHealthy(ctx context.Context, id uint64, wait, poll time.Duration) error {
 	deadline := time.Now().Add(wait)
 	for {
 		h, err := c.Health(ctx, 2*time.Second)
@@ -527,7 +527,26 @@ func (c *Client) waitHealthy(ctx context.Context, id uint64, wait time.Duration)
 		if time.Now().After(deadline) {
 			return fmt.Errorf("member %x is not healthy within %s", id, wait)
 		}
-		if !sleep(ctx, 250*time.Millisecond) {
+		if !sleep(ctx, poll) {
+			return ctx.Err()
+		}
+	}
+}
+
+// PromoteWithRetry promotes learner id, retrying every second for up to wait while
+// etcd refuses (until the learner has caught up). It stops early, returning the error,
+// when ctx ends or final (if not nil) reports the error as one not worth retrying.
+func (c *Client) PromoteWithRetry(ctx context.Context, id uint64, wait time.Duration, final func(error) bool) error {
+	deadline := time.Now().Add(wait)
+	for {
+		err := c.PromoteMember(ctx, id)
+		if err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil || (final != nil && final(err)) {
+			return err
+		}
+		if !sleep(ctx, time.Second) {
 			return ctx.Err()
 		}
 	}
