@@ -243,7 +243,6 @@ func localURL(u string) string {
 func nodeConfig(cfg *BackendConfig, log *slog.Logger) (node.Config, error) {
 	nc := node.Config{
 		Name:               cfg.EtcdName,
-		StateDir:           cfg.StateDir,
 		APIListenAddress:   cfg.APIListenAddress,
 		AgentListenAddress: net.JoinHostPort(strings.Trim(cfg.AgentHost, "[]"), strconv.Itoa(cfg.AgentPort)),
 		CertFile:           cfg.CertFile,

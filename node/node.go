@@ -26,8 +26,7 @@ import (
 // Config is a validated node configuration; app builds it from backend.yml and flags.
 type Config struct {
 	// Name is this server's name (its etcd member name).
-	Name     string
-	StateDir string
+	Name string
 	// APIListenAddress is host:port for the REST API; port 0 picks a free port.
 	APIListenAddress string
 	// AgentListenAddress is host:port for the agent gateway; "" disables it.

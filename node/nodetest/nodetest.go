@@ -72,7 +72,6 @@ func StartWith(t testing.TB, o Options) *Node {
 		peer := fmt.Sprintf("http://127.0.0.1:%d", ports[1])
 		n = node.New(node.Config{
 			Name:               "test",
-			StateDir:           dir,
 			APIListenAddress:   "127.0.0.1:0",
 			AgentListenAddress: "127.0.0.1:0",
 			TaskTTL:            o.TaskTTL,
