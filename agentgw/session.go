@@ -1,6 +1,7 @@
 package agentgw
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -132,7 +133,7 @@ func (s *session) run() {
 
 	s.sendEntityConfig()
 	for {
-		typ, frame, err := s.conn.Read(s.ctx)
+		typ, frame, err := s.readFrame()
 		if err != nil {
 			switch {
 			case errors.Is(err, websocket.ErrMessageTooBig):
@@ -152,6 +153,32 @@ func (s *session) run() {
 		}
 		s.handleFrame(log, frame)
 	}
+}
+
+// framePool holds the buffers frames are read into: a frame is then copied out at its
+// exact size, where io.ReadAll (websocket.Conn.Read) would grow a new buffer from 512
+// bytes for every frame.
+var framePool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+// maxPooledFrame bounds the buffers kept for reuse; a rare large frame's is dropped.
+const maxPooledFrame = 64 << 10
+
+// readFrame reads the next data message. It reads without a context: the read ends
+// when the session closes the connection, and a cancellable context would cost a
+// registration per frame.
+func (s *session) readFrame() (websocket.MessageType, []byte, error) {
+	typ, r, err := s.conn.Reader(context.Background())
+	if err != nil {
+		return 0, nil, err
+	}
+	buf := framePool.Get().(*bytes.Buffer)
+	buf.Reset()
+	_, err = buf.ReadFrom(r)
+	frame := bytes.Clone(buf.Bytes())
+	if buf.Cap() <= maxPooledFrame {
+		framePool.Put(buf)
+	}
+	return typ, frame, err
 }
 
 func (s *session) handleFrame(log *slog.Logger, frame []byte) {

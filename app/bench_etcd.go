@@ -55,8 +55,11 @@ type etcdBench struct {
 	cleanup  []func()
 
 	etcdClient *clientv3.Client
-	admin      *clientv3.Client // over gRPC: for the guard and compaction
-	results    []phaseResult
+	// batchTxn is how the grouped writer commits: as a server does (direct calls to the
+	// member) with --client inprocess, through etcdClient with --client grpc.
+	batchTxn etcdx.TxnFunc
+	admin    *clientv3.Client // over gRPC: for the guard and compaction
+	results  []phaseResult
 }
 
 func runBenchEtcd(ctx context.Context, env *Env, args []string) error {
@@ -176,11 +179,13 @@ func (b *etcdBench) start(ctx context.Context, env *Env) error {
 	b.cleanup = append(b.cleanup, func() { emb.Close() })
 	if b.inProcess {
 		b.etcdClient = emb.InProcessClient()
+		b.batchTxn = emb.ServerTxn()
 	} else {
 		b.etcdClient, err = etcdx.NewClient(etcdx.ClientConfig{Endpoints: emb.LocalClientURLs()})
 		if err != nil {
 			return err
 		}
+		b.batchTxn = etcdx.ClientTxn(b.etcdClient)
 	}
 	cl := b.etcdClient
 	b.cleanup = append(b.cleanup, func() { cl.Close() })
@@ -334,7 +339,7 @@ func (b *etcdBench) rawGrouped(ctx context.Context) (phaseResult, error) {
 
 func (b *etcdBench) picketGrouped(ctx context.Context) (phaseResult, error) {
 	// The grouped writer with a server's settings for an embedded member.
-	batch := etcdx.NewBatcher(b.etcdClient, etcdx.BatchWorkers, etcdx.EmbeddedBatchOps, etcdx.BatchDelay)
+	batch := etcdx.NewBatcher(b.batchTxn, etcdx.BatchWorkers, etcdx.EmbeddedBatchOps, etcdx.BatchDelay)
 	defer batch.Close()
 	var writes atomic.Int64
 	lat := &latencies{}

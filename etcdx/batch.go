@@ -7,7 +7,9 @@ import (
 	"sync"
 	"time"
 
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc"
 )
 
 // CondPut is one write of a grouped commit: put Value at Key if the key's mod revision
@@ -18,7 +20,30 @@ type CondPut struct {
 	Value  []byte
 	ModRev int64
 	// Extra are unconditional puts committed with this write (and only with it).
-	Extra []clientv3.Op
+	Extra []Write
+}
+
+// Write is an unconditional put of Value at Key.
+type Write struct {
+	Key   string
+	Value []byte
+}
+
+// Op is w as a clientv3 operation.
+func (w Write) Op() clientv3.Op { return clientv3.OpPut(w.Key, string(w.Value)) }
+
+// TxnFunc commits one etcd transaction: ClientTxn's through a client, or an embedded
+// member's Embedded.ServerTxn by direct calls.
+type TxnFunc func(ctx context.Context, r *pb.TxnRequest) (*pb.TxnResponse, error)
+
+// ClientTxn commits transactions through c's connection, with the call options
+// clientv3 gives its own transactions (wait for a ready connection rather than fail
+// during a reconnect).
+func ClientTxn(c *clientv3.Client) TxnFunc {
+	kv := pb.NewKVClient(c.ActiveConnection())
+	return func(ctx context.Context, r *pb.TxnRequest) (*pb.TxnResponse, error) {
+		return kv.Txn(ctx, r, grpc.WaitForReady(true))
+	}
 }
 
 // CondResult is the outcome of one CondPut.
@@ -42,7 +67,7 @@ type BatchStats struct {
 // write silently overwrites a value its writer did not read. A write returns only
 // after its transaction committed.
 type Batcher struct {
-	c        *clientv3.Client
+	txnFn    TxnFunc
 	maxOps   int
 	maxDelay time.Duration
 	in       chan *batchReq
@@ -65,15 +90,18 @@ type batchDone struct {
 }
 
 // NewBatcher starts workers committers that each gather up to maxOps etcd operations
-// (the server's max-txn-ops; etcd's default is 128) or wait at most maxDelay for more.
-func NewBatcher(c *clientv3.Client, workers, maxOps int, maxDelay time.Duration) *Batcher {
+// (the server's max-txn-ops; etcd's default is 128) or wait at most maxDelay for more,
+// and commit them through txn. The requests are built as etcd's own protobuf messages:
+// a grouped transaction carries hundreds of event-sized values, and clientv3's
+// operations would copy each value into a string and convert every operation again.
+func NewBatcher(txn TxnFunc, workers, maxOps int, maxDelay time.Duration) *Batcher {
 	if workers < 1 {
 		workers = 1
 	}
 	if maxOps < 4 {
 		maxOps = 4
 	}
-	b := &Batcher{c: c, maxOps: maxOps, maxDelay: maxDelay, in: make(chan *batchReq, 4*maxOps), stop: make(chan struct{})}
+	b := &Batcher{txnFn: txn, maxOps: maxOps, maxDelay: maxDelay, in: make(chan *batchReq, 4*maxOps), stop: make(chan struct{})}
 	for i := 0; i < workers; i++ {
 		b.wg.Add(1)
 		go b.loop()
@@ -138,8 +166,8 @@ var ErrTooLarge = errors.New("write is too large for one etcd transaction")
 // sizeOf estimates the bytes a write adds to a transaction.
 func sizeOf(p CondPut) int {
 	n := 2*len(p.Key) + len(p.Value) + 64
-	for _, op := range p.Extra {
-		n += len(op.KeyBytes()) + len(op.ValueBytes()) + 16
+	for _, w := range p.Extra {
+		n += len(w.Key) + len(w.Value) + 16
 	}
 	return n
 }
@@ -148,8 +176,8 @@ func sizeOf(p CondPut) int {
 // key twice.
 func keysOf(p CondPut) []string {
 	keys := []string{p.Key}
-	for _, op := range p.Extra {
-		keys = append(keys, string(op.KeyBytes()))
+	for _, w := range p.Extra {
+		keys = append(keys, w.Key)
 	}
 	return keys
 }
@@ -231,13 +259,17 @@ func (b *Batcher) commit(batch []*batchReq) {
 // failed; the caller then commits the batch in nested transactions, which settles each
 // write on its own. An error fails every write of the batch, as in commitNested.
 func (b *Batcher) commitFlat(batch []*batchReq) bool {
-	var cmps []clientv3.Cmp
-	then := make([]clientv3.Op, 0, len(batch))
+	n := 0
+	for _, r := range batch {
+		n += 1 + len(r.put.Extra)
+	}
+	cmps := make([]*pb.Compare, 0, len(batch))
+	then := make([]*pb.RequestOp, 0, n)
 	for _, r := range batch {
 		if r.put.ModRev >= 0 {
 			cmps = append(cmps, modRevIs(r.put))
 		}
-		then = append(then, writeOps(r.put)...)
+		then = appendWriteOps(then, r.put)
 	}
 	resp, ok := b.txn(batch, cmps, then)
 	if !ok {
@@ -255,14 +287,15 @@ func (b *Batcher) commitFlat(batch []*batchReq) bool {
 // commitNested commits batch as one transaction of nested transactions, each with its
 // own condition, so each write succeeds or fails on its own.
 func (b *Batcher) commitNested(batch []*batchReq) {
-	ops := make([]clientv3.Op, 0, len(batch))
+	ops := make([]*pb.RequestOp, 0, len(batch))
 	for _, r := range batch {
 		p := r.put
-		if p.ModRev < 0 {
-			ops = append(ops, clientv3.OpTxn(nil, writeOps(p), nil))
-			continue
+		t := &pb.TxnRequest{Success: appendWriteOps(nil, p)}
+		if p.ModRev >= 0 {
+			t.Compare = []*pb.Compare{modRevIs(p)}
+			t.Failure = []*pb.RequestOp{{Request: &pb.RequestOp_RequestRange{RequestRange: &pb.RangeRequest{Key: []byte(p.Key)}}}}
 		}
-		ops = append(ops, clientv3.OpTxn([]clientv3.Cmp{modRevIs(p)}, writeOps(p), []clientv3.Op{clientv3.OpGet(p.Key)}))
+		ops = append(ops, &pb.RequestOp{Request: &pb.RequestOp_RequestTxn{RequestTxn: t}})
 	}
 	resp, ok := b.txn(batch, nil, ops)
 	if !ok {
@@ -286,9 +319,9 @@ func (b *Batcher) commitNested(batch []*batchReq) {
 
 // txn commits one transaction for batch and counts it. When the commit fails it tells
 // every write of the batch and reports false.
-func (b *Batcher) txn(batch []*batchReq, cmps []clientv3.Cmp, then []clientv3.Op) (*clientv3.TxnResponse, bool) {
+func (b *Batcher) txn(batch []*batchReq, cmps []*pb.Compare, then []*pb.RequestOp) (*pb.TxnResponse, bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	resp, err := b.c.Txn(ctx).If(cmps...).Then(then...).Commit()
+	resp, err := b.txnFn(ctx, &pb.TxnRequest{Compare: cmps, Success: then})
 	cancel()
 	if err != nil {
 		err = fmt.Errorf("grouped commit of %d writes: %w", len(batch), err)
@@ -306,12 +339,22 @@ func (b *Batcher) txn(batch []*batchReq, cmps []clientv3.Cmp, then []clientv3.Op
 	return resp, true
 }
 
-// writeOps are the puts of one write: its key, then its extras.
-func writeOps(p CondPut) []clientv3.Op {
-	return append([]clientv3.Op{clientv3.OpPut(p.Key, string(p.Value))}, p.Extra...)
+// appendWriteOps appends the puts of one write to ops: its key, then its extras. The
+// values are not copied: a write's value is not changed once submitted.
+func appendWriteOps(ops []*pb.RequestOp, p CondPut) []*pb.RequestOp {
+	ops = append(ops, putOp(p.Key, p.Value))
+	for _, w := range p.Extra {
+		ops = append(ops, putOp(w.Key, w.Value))
+	}
+	return ops
+}
+
+func putOp(key string, val []byte) *pb.RequestOp {
+	return &pb.RequestOp{Request: &pb.RequestOp_RequestPut{RequestPut: &pb.PutRequest{Key: []byte(key), Value: val}}}
 }
 
 // modRevIs is the condition of one write.
-func modRevIs(p CondPut) clientv3.Cmp {
-	return clientv3.Compare(clientv3.ModRevision(p.Key), "=", p.ModRev)
+func modRevIs(p CondPut) *pb.Compare {
+	return &pb.Compare{Key: []byte(p.Key), Result: pb.Compare_EQUAL, Target: pb.Compare_MOD,
+		TargetUnion: &pb.Compare_ModRevision{ModRevision: p.ModRev}}
 }

@@ -28,7 +28,7 @@ func TestBatcherLastWriteWins(t *testing.T) {
 	t.Cleanup(func() { cli.Delete(context.Background(), prefix+"/", clientv3.WithPrefix()) })
 
 	// One committer gathering for a long time: every write below arrives while it gathers.
-	b := etcdx.NewBatcher(cli, 1, 400, time.Second)
+	b := etcdx.NewBatcher(etcdx.ClientTxn(cli), 1, 400, time.Second)
 	defer b.Close()
 	key, shared := prefix+"/key", prefix+"/shared"
 	const n = 8
@@ -42,7 +42,7 @@ func TestBatcherLastWriteWins(t *testing.T) {
 			if i%2 == 1 {
 				// Odd writes touch the key only through an Extra put of another key.
 				p = etcdx.CondPut{Key: fmt.Sprintf("%s/own%d", prefix, i), Value: []byte("x"), ModRev: -1,
-					Extra: []clientv3.Op{clientv3.OpPut(key, strconv.Itoa(i)), clientv3.OpPut(shared, strconv.Itoa(i))}}
+					Extra: []etcdx.Write{{Key: key, Value: []byte(strconv.Itoa(i))}, {Key: shared, Value: []byte(strconv.Itoa(i))}}}
 			}
 			res, err := b.Put(ctx, p)
 			if err != nil || !res.Written {
@@ -84,7 +84,7 @@ func TestBatcherOrderPerKeyUnderLoad(t *testing.T) {
 	ctx := context.Background()
 	prefix := etcdx.Key("batchorder", t.Name())
 	t.Cleanup(func() { cli.Delete(context.Background(), prefix+"/", clientv3.WithPrefix()) })
-	b := etcdx.NewBatcher(cli, 6, 128, 2*time.Millisecond)
+	b := etcdx.NewBatcher(etcdx.ClientTxn(cli), 6, 128, 2*time.Millisecond)
 	defer b.Close()
 	const writers, writes = 40, 25
 	var wg sync.WaitGroup
@@ -96,7 +96,7 @@ func TestBatcherOrderPerKeyUnderLoad(t *testing.T) {
 			rev := int64(0)
 			for i := 1; i <= writes; i++ {
 				res, err := b.Put(ctx, etcdx.CondPut{Key: key, Value: []byte(strconv.Itoa(i)), ModRev: rev,
-					Extra: []clientv3.Op{clientv3.OpPut(key+"-last", strconv.Itoa(i))}})
+					Extra: []etcdx.Write{{Key: key + "-last", Value: []byte(strconv.Itoa(i))}}})
 				if err != nil || !res.Written {
 					t.Errorf("%s write %d: %v %+v", key, i, err, res)
 					return

@@ -13,12 +13,19 @@ import (
 	"github.com/picketmon/picket/etcdx"
 )
 
+// TestBatcherGroupsAndKeepsCAS runs through both ways a server commits: a client's
+// connection (an external etcd) and direct calls to an embedded member.
 func TestBatcherGroupsAndKeepsCAS(t *testing.T) {
 	if testing.Short() {
 		t.Skip("needs the shared etcd member")
 	}
+	t.Run("client", func(t *testing.T) { testBatcherGroupsAndKeepsCAS(t, etcdx.ClientTxn(sharedStore.Client())) })
+	t.Run("server", func(t *testing.T) { testBatcherGroupsAndKeepsCAS(t, shared.ServerTxn()) })
+}
+
+func testBatcherGroupsAndKeepsCAS(t *testing.T, txn etcdx.TxnFunc) {
 	cli := sharedStore.Client()
-	b := etcdx.NewBatcher(cli, 2, 200, 5*time.Millisecond)
+	b := etcdx.NewBatcher(txn, 2, 200, 5*time.Millisecond)
 	defer b.Close()
 	ctx := context.Background()
 	prefix := etcdx.Key("batchtest", t.Name())
@@ -34,7 +41,7 @@ func TestBatcherGroupsAndKeepsCAS(t *testing.T) {
 			defer wg.Done()
 			k := fmt.Sprintf("%s/k%03d", prefix, i)
 			res, err := b.Put(ctx, etcdx.CondPut{Key: k, Value: []byte("v"), ModRev: 0,
-				Extra: []clientv3.Op{clientv3.OpPut(k+"-extra", "x")}})
+				Extra: []etcdx.Write{{Key: k + "-extra", Value: []byte("x")}}})
 			if err == nil && !res.Written {
 				err = fmt.Errorf("%s not written", k)
 			}
@@ -67,7 +74,7 @@ func TestBatcherGroupsAndKeepsCAS(t *testing.T) {
 		t.Fatalf("CAS with the current revision: %+v %v", res, err)
 	}
 	res, err := b.Put(ctx, etcdx.CondPut{Key: k, Value: []byte("stale"), ModRev: rev,
-		Extra: []clientv3.Op{clientv3.OpPut(prefix+"/must-not-exist", "x")}})
+		Extra: []etcdx.Write{{Key: prefix + "/must-not-exist", Value: []byte("x")}}})
 	if err != nil || res.Written || string(res.Current.Value) != "new" {
 		t.Fatalf("stale CAS: %+v %v", res, err)
 	}
@@ -93,7 +100,7 @@ func TestBatcherSplitsBySize(t *testing.T) {
 		t.Skip("needs the shared etcd member")
 	}
 	cli := sharedStore.Client()
-	b := etcdx.NewBatcher(cli, 1, 1000, 20*time.Millisecond)
+	b := etcdx.NewBatcher(etcdx.ClientTxn(cli), 1, 1000, 20*time.Millisecond)
 	defer b.Close()
 	prefix := etcdx.Key("batchsize", t.Name())
 	t.Cleanup(func() { cli.Delete(context.Background(), prefix+"/", clientv3.WithPrefix()) })
@@ -142,7 +149,7 @@ func TestBatcherMixedGroupFallsBack(t *testing.T) {
 		t.Fatal(err)
 	}
 	// One worker and a long gathering window: all 21 writes go into one group.
-	b := etcdx.NewBatcher(cli, 1, 1000, 300*time.Millisecond)
+	b := etcdx.NewBatcher(etcdx.ClientTxn(cli), 1, 1000, 300*time.Millisecond)
 	defer b.Close()
 	type out struct {
 		key string
@@ -158,7 +165,7 @@ func TestBatcherMixedGroupFallsBack(t *testing.T) {
 			p := etcdx.CondPut{Key: fmt.Sprintf("%s/new%02d", prefix, i), Value: []byte("v"), ModRev: 0}
 			if i == 20 {
 				p = etcdx.CondPut{Key: stale, Value: []byte("lost"), ModRev: 1,
-					Extra: []clientv3.Op{clientv3.OpPut(prefix+"/must-not-exist", "x")}}
+					Extra: []etcdx.Write{{Key: prefix + "/must-not-exist", Value: []byte("x")}}}
 			}
 			res, err := b.Put(ctx, p)
 			outs <- out{p.Key, res, err}

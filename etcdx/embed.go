@@ -18,6 +18,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.etcd.io/etcd/server/v3/etcdserver/api/v3client"
+	"go.etcd.io/etcd/server/v3/etcdserver/api/v3rpc"
 	"go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/grpc"
 )
@@ -586,4 +587,12 @@ func (e *Embedded) WaitPromoted(ctx context.Context) error {
 // closes it before Close.
 func (e *Embedded) InProcessClient() *clientv3.Client {
 	return v3client.New(e.etcd.Server)
+}
+
+// ServerTxn commits transactions on this member by direct calls, through the same
+// checks an etcd client's request passes (operation limit, duplicate keys, quota):
+// what InProcessClient does for a transaction, without clientv3's conversion of every
+// operation. Like InProcessClient it bypasses TLS and etcd auth.
+func (e *Embedded) ServerTxn() TxnFunc {
+	return v3rpc.NewQuotaKVServer(e.etcd.Server).Txn
 }

@@ -19,6 +19,30 @@ const historyLen = 21
 // for any other. last_ok is the executed time of the latest result with status 0, also
 // while flapping (Sensu leaves it behind then).
 func UpdateEventState(prev, next *Event, now time.Time) {
+	UpdateState(StateOf(prev), next, now)
+}
+
+// CheckState is what a result's state is computed from: the history, state, last_ok and
+// occurrences of the check stored before it.
+type CheckState struct {
+	History                        []History
+	State                          string
+	LastOK, Occurrences, Watermark int64
+}
+
+// StateOf returns the state of ev's check; nil when ev or its check is nil.
+func StateOf(ev *Event) *CheckState {
+	if ev == nil || ev.Check == nil {
+		return nil
+	}
+	c := ev.Check
+	return &CheckState{History: c.History, State: c.State, LastOK: c.LastOK,
+		Occurrences: c.Occurrences, Watermark: c.OccurrencesWatermark}
+}
+
+// UpdateState is UpdateEventState from the state of the previous event alone (nil for
+// the first result).
+func UpdateState(p *CheckState, next *Event, now time.Time) {
 	if next == nil || next.Check == nil {
 		return
 	}
@@ -29,10 +53,6 @@ func UpdateEventState(prev, next *Event, now time.Time) {
 	if next.Timestamp == 0 {
 		next.Timestamp = now.Unix()
 	}
-	var p *Check
-	if prev != nil {
-		p = prev.Check
-	}
 	// Start from the stored result only: what a client sends in these fields is not its
 	// to decide.
 	var history []History
@@ -41,7 +61,7 @@ func UpdateEventState(prev, next *Event, now time.Time) {
 	if p != nil {
 		history = p.History
 		wasFlapping = p.State == CheckStateFlapping
-		c.LastOK, c.Occurrences, c.OccurrencesWatermark = p.LastOK, p.Occurrences, p.OccurrencesWatermark
+		c.LastOK, c.Occurrences, c.OccurrencesWatermark = p.LastOK, p.Occurrences, p.Watermark
 	}
 	if len(history) > historyLen-1 {
 		history = history[len(history)-(historyLen-1):]

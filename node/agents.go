@@ -148,8 +148,8 @@ func (n *Node) handleKeepalive(ctx context.Context, ev *events.Event, now time.T
 	n.beforeStore(kev, now)
 	// A keepalive has no ID, so it is never taken for a resend: always stored.
 	_, err = n.writeEvent(ctx, kev, now,
-		clientv3.OpPut(entityKey(ns, name), string(entVal)),
-		clientv3.OpPut(keepaliveKey(ns, name), string(recVal)),
+		etcdx.Write{Key: entityKey(ns, name), Value: entVal},
+		etcdx.Write{Key: keepaliveKey(ns, name), Value: recVal},
 	)
 	if err != nil {
 		return fmt.Errorf("store keepalive of %s/%s: %w", ns, name, err)
@@ -192,7 +192,7 @@ func (n *Node) nextEventState(ctx context.Context, ev *events.Event, now time.Ti
 // handleResult stores a check result as the latest event of its entity and check,
 // creating a proxy entity when the check names one. extra ops commit in the same
 // transaction (the monitors fence their writes that way).
-func (n *Node) handleResult(ctx context.Context, ev *events.Event, now time.Time, cmp []clientv3.Cmp, extra ...clientv3.Op) error {
+func (n *Node) handleResult(ctx context.Context, ev *events.Event, now time.Time, cmp []clientv3.Cmp, extra ...etcdx.Write) error {
 	if ev.Check == nil || ev.Check.Metadata.Name == "" {
 		if ev.HasMetrics() {
 			// Metrics-only events are handled by the pipeline, not stored: refuse them
@@ -205,7 +205,7 @@ func (n *Node) handleResult(ctx context.Context, ev *events.Event, now time.Time
 		return errors.New("event has no check name")
 	}
 	ns := ev.Entity.Metadata.Namespace
-	var ops []clientv3.Op
+	var ops []etcdx.Write
 	if p := ev.Check.ProxyEntityName; p != "" && p != ev.Entity.Metadata.Name {
 		proxy, err := n.entityConfig(ctx, ns, p)
 		if err != nil {
@@ -216,7 +216,7 @@ func (n *Node) handleResult(ctx context.Context, ev *events.Event, now time.Time
 			proxy.Metadata = events.ObjectMeta{Name: p, Namespace: ns}
 			events.SetDefaults(proxy, ns)
 			val, _ := json.Marshal(proxy)
-			ops = append(ops, clientv3.OpPut(entityKey(ns, p), string(val)))
+			ops = append(ops, etcdx.Write{Key: entityKey(ns, p), Value: val})
 		}
 		ev.Entity = proxy
 	} else if ev.Entity.EntityClass == "" {
@@ -228,10 +228,10 @@ func (n *Node) handleResult(ctx context.Context, ev *events.Event, now time.Time
 		}
 		// The server's clock, not the agent's: a skewed agent must not raise or hide TTL events.
 		rec, _ := json.Marshal(ttlRecord{Executed: now.Unix(), TTL: ev.Check.Ttl})
-		ops = append(ops, clientv3.OpPut(ttlKey(ns, ev.Entity.Metadata.Name, ev.Check.Metadata.Name), string(rec)))
+		ops = append(ops, etcdx.Write{Key: ttlKey(ns, ev.Entity.Metadata.Name, ev.Check.Metadata.Name), Value: rec})
 	}
-	if op := aggregateOp(ev, now); op != nil {
-		ops = append(ops, *op)
+	if w, ok := aggregateWrite(ev, now); ok {
+		ops = append(ops, w)
 	}
 	ops = append(ops, extra...)
 	n.beforeStore(ev, now)
@@ -253,8 +253,12 @@ func (n *Node) handleResult(ctx context.Context, ev *events.Event, now time.Time
 	if err != nil {
 		return err
 	}
-	ops = append(ops, clientv3.OpPut(key, string(val)))
-	resp, err := n.client.Txn(ctx).If(cmp...).Then(ops...).Commit()
+	then := make([]clientv3.Op, 0, len(ops)+1)
+	for _, w := range ops {
+		then = append(then, w.Op())
+	}
+	then = append(then, clientv3.OpPut(key, string(val)))
+	resp, err := n.client.Txn(ctx).If(cmp...).Then(then...).Commit()
 	if err != nil {
 		return fmt.Errorf("store event %s: %w", key, err)
 	}

@@ -9,8 +9,6 @@ import (
 	"sync"
 	"time"
 
-	clientv3 "go.etcd.io/etcd/client/v3"
-
 	"github.com/picketmon/picket/etcdx"
 	"github.com/picketmon/picket/events"
 )
@@ -33,8 +31,10 @@ type stateEntry struct {
 	// same check never race on the same previous state.
 	mu     sync.Mutex
 	loaded bool
-	ev     *events.Event
-	rev    int64
+	// state is that of the stored event (nil: none), id its ID.
+	state *events.CheckState
+	id    string
+	rev   int64
 	// recent holds the IDs of the last results committed through this server, so a
 	// result an agent resends (its ack was lost) is acknowledged, not stored twice.
 	recent [16]string
@@ -45,7 +45,7 @@ func (e *stateEntry) seen(id string) bool {
 	if id == "" {
 		return false
 	}
-	if e.ev != nil && e.ev.ID == id {
+	if e.id == id {
 		return true
 	}
 	for _, r := range e.recent {
@@ -87,7 +87,7 @@ func (c *stateCache) len() int {
 // stores it through the grouped writer, with extra puts committed alongside. It
 // returns once the write is committed, reporting false when ev was a resend of a
 // result already stored (by its ID), which it leaves alone.
-func (n *Node) writeEvent(ctx context.Context, ev *events.Event, now time.Time, extra ...clientv3.Op) (stored bool, err error) {
+func (n *Node) writeEvent(ctx context.Context, ev *events.Event, now time.Time, extra ...etcdx.Write) (stored bool, err error) {
 	ns := ev.Entity.Metadata.Namespace
 	key := eventKey(ns, ev.Entity.Metadata.Name, ev.Check.Metadata.Name)
 	ev.Check.Metadata.Namespace = ns
@@ -99,13 +99,14 @@ func (n *Node) writeEvent(ctx context.Context, ev *events.Event, now time.Time, 
 		if err != nil && !errors.Is(err, etcdx.ErrNotFound) {
 			return false, err
 		}
-		e.ev, e.rev, e.loaded = slim(prev), rev, true
+		e.setStored(prev, rev)
+		e.loaded = true
 	}
 	if e.seen(ev.ID) {
 		return false, nil
 	}
 	for attempt := 0; attempt < 8; attempt++ {
-		events.UpdateEventState(e.ev, ev, now)
+		events.UpdateState(e.state, ev, now)
 		val, err := ev.MarshalJSON() // directly: json.Marshal would re-scan and compact the output
 		if err != nil {
 			return false, err
@@ -116,7 +117,7 @@ func (n *Node) writeEvent(ctx context.Context, ev *events.Event, now time.Time, 
 			return false, err
 		}
 		if res.Written {
-			e.ev, e.rev = slim(ev), res.Rev
+			e.setStored(ev, res.Rev)
 			if ev.ID != "" {
 				e.recent[e.next%len(e.recent)] = ev.ID
 				e.next++
@@ -124,31 +125,26 @@ func (n *Node) writeEvent(ctx context.Context, ev *events.Event, now time.Time, 
 			return true, nil
 		}
 		// Someone else wrote the event since we read it: take theirs and recompute.
-		e.ev, e.rev = nil, res.Current.ModRevision
+		var prev *events.Event
 		if res.Current.ModRevision != 0 {
-			prev := &events.Event{}
+			prev = &events.Event{}
 			if err := json.Unmarshal(res.Current.Value, prev); err != nil {
+				e.loaded = false
 				return false, fmt.Errorf("stored event %s: %w", key, err)
 			}
-			e.ev = slim(prev)
 		}
+		e.setStored(prev, res.Current.ModRevision)
 	}
 	return false, fmt.Errorf("store event %s: %w", key, etcdx.ErrConflict)
 }
 
-// slim keeps of a stored event what the next result's state needs (see
-// events.UpdateEventState) and its ID, so the cache's memory does not grow with check
-// output and entity size, and the cache never shares an event with the pipeline.
-func slim(ev *events.Event) *events.Event {
-	if ev == nil {
-		return nil
+// setStored records ev (nil: none) as the event stored at mod revision rev. It keeps
+// what the next result's state needs and ev's ID, so the cache's memory does not grow
+// with check output and entity size. The history is shared, never changed: each new
+// event gets a fresh one (events.UpdateState).
+func (e *stateEntry) setStored(ev *events.Event, rev int64) {
+	e.state, e.id, e.rev = events.StateOf(ev), "", rev
+	if ev != nil {
+		e.id = ev.ID
 	}
-	out := &events.Event{ID: ev.ID}
-	if c := ev.Check; c != nil {
-		out.Check = &events.Check{
-			History: c.History, State: c.State, LastOK: c.LastOK,
-			Occurrences: c.Occurrences, OccurrencesWatermark: c.OccurrencesWatermark,
-		}
-	}
-	return out
 }

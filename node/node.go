@@ -58,15 +58,12 @@ type Node struct {
 	httpSrv *http.Server
 	apiURL  string
 
-	batch *etcdx.Batcher
-	// batchClient is the batcher's in-process client of an embedded member (nil with
-	// an external etcd, where the batcher uses client).
-	batchClient *clientv3.Client
-	states      *stateCache
-	gateway     *agentgw.Gateway
-	pipe        *pipelineState
-	agentSrv    *http.Server
-	agentURL    string
+	batch    *etcdx.Batcher
+	states   *stateCache
+	gateway  *agentgw.Gateway
+	pipe     *pipelineState
+	agentSrv *http.Server
+	agentURL string
 	// bg runs the background work (elected tasks, request delivery); cancelled first on Close.
 	bgCancel context.CancelFunc
 	bgWG     sync.WaitGroup
@@ -178,18 +175,15 @@ func (n *Node) Start(ctx context.Context) (err error) {
 	n.store = etcdx.NewStore(n.client)
 	// Grouped event writes: embedded members accept 1024 operations per transaction,
 	// an external etcd keeps its default of 128.
-	maxOps := etcdx.ExternalBatchOps
-	batchClient := n.client
+	maxOps, txn := etcdx.ExternalBatchOps, etcdx.ClientTxn(n.client)
 	if n.etcd != nil {
-		maxOps = etcdx.EmbeddedBatchOps
 		// Event writes reach the local member by direct calls rather than gRPC over
 		// loopback: a grouped transaction carries hundreds of events, and encoding,
 		// sending and decoding it cost more CPU than etcd's apply (see 'picket bench
 		// etcd --client'). Everything else keeps the socket client.
-		n.batchClient = n.etcd.InProcessClient()
-		batchClient = n.batchClient
+		maxOps, txn = etcdx.EmbeddedBatchOps, n.etcd.ServerTxn()
 	}
-	n.batch = etcdx.NewBatcher(batchClient, etcdx.BatchWorkers, maxOps, etcdx.BatchDelay)
+	n.batch = etcdx.NewBatcher(txn, etcdx.BatchWorkers, maxOps, etcdx.BatchDelay)
 	n.states = newStateCache(200_000)
 
 	// The first reads from etcd: bounded, so a member that never answers is reported
@@ -389,9 +383,6 @@ func (n *Node) Close(ctx context.Context) error {
 		}
 		if n.batch != nil {
 			n.batch.Close() // commits what the closed sessions handed over
-		}
-		if n.batchClient != nil {
-			_ = n.batchClient.Close()
 		}
 		if err := n.closePipeline(ctx); err != nil {
 			errs = append(errs, err)

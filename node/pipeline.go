@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/picketmon/picket/etcdx"
 	"github.com/picketmon/picket/events"
@@ -275,18 +274,17 @@ func (n *Node) afterStore(ev *events.Event) {
 	n.pipe.p.Submit(ev)
 }
 
-// aggregateOp is the write of ev's result into its check's aggregate, or nil.
-func aggregateOp(ev *events.Event, now time.Time) *clientv3.Op {
+// aggregateWrite is the write of ev's result into its check's aggregate; false when it has none.
+func aggregateWrite(ev *events.Event, now time.Time) (etcdx.Write, bool) {
 	if ev.Check == nil || ev.Check.Aggregate == "" || ev.Entity == nil {
-		return nil
+		return etcdx.Write{}, false
 	}
 	if ev.Check.Executed == 0 {
 		ev.Check.Executed = now.Unix()
 	}
 	rec := events.NewAggregateRecord(ev)
 	val, _ := json.Marshal(rec)
-	op := clientv3.OpPut(aggregateKey(ev.Entity.Metadata.Namespace, ev.Check.Aggregate, rec.Entity, ev.Check.Metadata.Name), string(val))
-	return &op
+	return etcdx.Write{Key: aggregateKey(ev.Entity.Metadata.Namespace, ev.Check.Aggregate, rec.Entity, ev.Check.Metadata.Name), Value: val}, true
 }
 
 // aggregateKey keys a result by entity and check, so two checks of one entity in the
