@@ -168,8 +168,9 @@ func (info *structInfo) fromPlain(p, rv reflect.Value) {
 }
 
 // perLevelOnly turns the deep path off, leaving the codec as it was before it: tests set
-// it to compare the two.
-var perLevelOnly atomic.Bool
+// it to compare the two. copyTwinOnly keeps the deep path but turns its overlays off
+// (codec_overlay.go), for the same purpose.
+var perLevelOnly, copyTwinOnly atomic.Bool
 
 // A deepPlan converts values of one Go type to and from the type's deep plain twin (see
 // the top of the file). Plans are built once per type and are read-only afterwards.
@@ -187,6 +188,8 @@ type deepPlan struct {
 	nested bool
 	// deepPointer, deepSlice, deepArray, deepMap: the plan of the element (map value).
 	elem *deepPlan
+	// overlay is the struct's overlay (codec_overlay.go), nil when it has none.
+	overlay reflect.Type
 }
 
 type deepKind uint8
@@ -292,6 +295,7 @@ func (b *deepBuilder) structPlan(t reflect.Type) *deepPlan {
 		sfs[i] = f.plainField(i, ft)
 	}
 	plan.plain = reflect.StructOf(sfs)
+	plan.overlay = overlayOf(t, plan)
 	deepPlans.Store(t, plan)
 	return plan
 }
@@ -469,12 +473,21 @@ func marshalDeep(rv reflect.Value) ([]byte, bool) {
 	if !plan.nested {
 		return nil, false
 	}
-	p := reflect.New(plan.plain)
-	if !plan.fieldsToPlain(p.Elem(), rv) {
-		return nil, false
+	var p any
+	if plan.overlay != nil && rv.CanAddr() && !copyTwinOnly.Load() {
+		if !plan.fieldsClean(rv) {
+			return nil, false
+		}
+		p = overlayPointer(plan.overlay, rv)
+	} else {
+		twin := reflect.New(plan.plain)
+		if !plan.fieldsToPlain(twin.Elem(), rv) {
+			return nil, false
+		}
+		p = twin.Interface()
 	}
 	// A pointer to the twin encodes like the twin, without copying it into an interface.
-	b, err := fastjson.MarshalWithOption(p.Interface(), fastjson.DisableHTMLEscape())
+	b, err := fastjson.MarshalWithOption(p, fastjson.DisableHTMLEscape())
 	if err != nil {
 		return nil, false
 	}
@@ -495,9 +508,17 @@ func unmarshalDeep(data []byte, rv reflect.Value) bool {
 	if !plan.nested {
 		return false
 	}
-	p := reflect.New(plan.plain)
 	dec := fastjson.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
+	if plan.overlay != nil && rv.CanAddr() && !copyTwinOnly.Load() {
+		// Straight into rv, seen through its overlay; a failure leaves it zero again.
+		if err := dec.Decode(overlayPointer(plan.overlay, rv)); err != nil || dec.More() {
+			rv.SetZero()
+			return false
+		}
+		return true
+	}
+	p := reflect.New(plan.plain)
 	if err := dec.Decode(p.Interface()); err != nil || dec.More() {
 		return false
 	}
