@@ -160,16 +160,25 @@ func (g *Gateway) pingLoop() {
 			return
 		case <-t.C:
 		}
+		now := time.Now().UnixNano()
 		g.mu.Lock()
-		var due []*session
+		var due, stuck []*session
 		for _, s := range g.sessions {
-			if s.slot%slots == tick%slots {
+			// A write blocked this long means the agent reads nothing: its pings would
+			// wait behind that write forever.
+			if ws := s.writeSince.Load(); ws != 0 && time.Duration(now-ws) > g.cfg.PingTimeout && s.ctx.Err() == nil {
+				stuck = append(stuck, s)
+			} else if s.slot%slots == tick%slots {
 				due = append(due, s)
 			}
 		}
 		g.mu.Unlock()
 		for _, s := range due {
 			s.enqueue(nil, g.cfg.SendQueue+maxInflight)
+		}
+		for _, s := range stuck {
+			g.log.Info("agent reads nothing: a write to it is blocked; session closed", "agent", s.name, "namespace", s.ns, "timeout", g.cfg.PingTimeout)
+			go s.close(websocket.StatusPolicyViolation, "write timeout")
 		}
 	}
 }

@@ -44,6 +44,9 @@ type session struct {
 	replaced  atomic.Bool
 	// slot spreads pings over the ping interval.
 	slot int
+	// writeSince is when the write under way started (unix ns; 0: none): the ping loop
+	// closes a session whose write has not finished within the ping timeout.
+	writeSince atomic.Int64
 }
 
 func newSession(g *Gateway, conn *websocket.Conn, ns, name string, subs []string, acks bool) *session {
@@ -105,9 +108,13 @@ func (s *session) drain() {
 			}
 			continue
 		}
-		// Writes use the session's context: a per-write timeout would close the whole
-		// connection when it expires (coder/websocket).
-		if err := s.conn.Write(s.ctx, websocket.MessageBinary, frame); err != nil {
+		// No context: a cancellable one costs a registration per frame. A write that
+		// does not finish (an agent that is connected but does not read) is found by the
+		// ping loop, which closes the session and so ends the write.
+		s.writeSince.Store(time.Now().UnixNano())
+		err := s.conn.Write(context.Background(), websocket.MessageBinary, frame)
+		s.writeSince.Store(0)
+		if err != nil {
 			s.close(websocket.StatusInternalError, "write failed")
 		}
 	}
