@@ -2,6 +2,7 @@ package app
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
@@ -309,11 +310,19 @@ func benchAgents(ctx context.Context, env *Env, c benchConfig) error {
 	benchCPU1 := processCPU()
 	memAfter, memErr2 := serverMemory(c.apiURL)
 	stop()
+	// In parallel: a close handshake waits up to 5 s for an agent whose writer is blocked
+	// on a server that stopped reading.
+	var closing sync.WaitGroup
 	for _, a := range agents {
 		if a != nil && a.conn != nil {
-			_ = a.conn.Close(websocket.StatusNormalClosure, "bench done")
+			closing.Add(1)
+			go func() {
+				defer closing.Done()
+				_ = a.conn.Close(websocket.StatusNormalClosure, "bench done")
+			}()
 		}
 	}
+	closing.Wait()
 	wg.Wait()
 
 	fmt.Fprintf(env.Stdout, "held %d agents for %s\n", connected.Load(), held.Round(time.Millisecond))
@@ -361,12 +370,20 @@ func benchAgents(ctx context.Context, env *Env, c benchConfig) error {
 // sends keepalives on the interval, with a random phase so they spread evenly.
 func benchSession(ctx context.Context, a *benchAgent, c benchConfig, acked *atomic.Int64, lat *latencies) {
 	a.conn.SetReadLimit(agentgw.MaxFrameSize)
+	// Reads and writes go without a context (a cancellable one costs a registration per
+	// frame, CPU the server should have); closing the connection at the end stops them.
 	go func() {
+		var buf bytes.Buffer
 		for {
-			_, b, err := a.conn.Read(ctx)
+			_, r, err := a.conn.Reader(context.Background())
 			if err != nil {
 				return
 			}
+			buf.Reset()
+			if _, err := buf.ReadFrom(r); err != nil {
+				return
+			}
+			b := buf.Bytes()
 			recv := time.Now()
 			typ, payload, err := agentgw.Decode(b)
 			if err != nil {
@@ -400,7 +417,7 @@ func benchSession(ctx context.Context, a *benchAgent, c benchConfig, acked *atom
 			case <-ctx.Done():
 				return
 			case frame := <-a.sendq:
-				if a.conn.Write(ctx, websocket.MessageBinary, frame) != nil {
+				if a.conn.Write(context.Background(), websocket.MessageBinary, frame) != nil {
 					return
 				}
 			}
