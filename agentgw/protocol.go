@@ -12,6 +12,7 @@ package agentgw
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 
@@ -90,4 +91,23 @@ type CheckRequest struct {
 // Ack is the payload of an ack frame.
 type Ack struct {
 	ID string `json:"id"`
+}
+
+// AckFrame is the ack frame for an event ID: what Encode(TypeAck, json.Marshal(Ack{id}))
+// gives, written directly for IDs that need no JSON escaping (UUIDs, hex), as one is
+// written for every event.
+func AckFrame(id string) []byte {
+	plain := true
+	for i := 0; i < len(id) && plain; i++ {
+		c := id[i]
+		plain = c >= 0x20 && c < 0x7f && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&'
+	}
+	if !plain {
+		payload, _ := json.Marshal(Ack{ID: id})
+		return Encode(TypeAck, payload)
+	}
+	b := make([]byte, 0, len(TypeAck)+len(id)+12)
+	b = append(b, TypeAck+"\n{\"id\":\""...)
+	b = append(b, id...)
+	return append(b, `"}`...)
 }

@@ -2,6 +2,7 @@ package agentgw
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"testing"
 )
@@ -53,4 +54,16 @@ func FuzzFrameCodec(f *testing.F) {
 			t.Fatalf("round trip of %q changed it", frame)
 		}
 	})
+}
+
+// TestAckFrame: the hand-written ack frame is what encoding the Ack gives, for plain IDs
+// and for IDs that need escaping.
+func TestAckFrame(t *testing.T) {
+	for _, id := range []string{"", "8f8c0e1e-3c1e-4a3c-9f3e-1e2f3a4b5c6d", "abc123", `q"uote`, `back\slash`, "<&>", "é", "tab\t", "\x00", "\x7f"} {
+		payload, _ := json.Marshal(Ack{ID: id})
+		want := Encode(TypeAck, payload)
+		if got := AckFrame(id); !bytes.Equal(got, want) {
+			t.Errorf("AckFrame(%q) = %q, want %q", id, got, want)
+		}
+	}
 }

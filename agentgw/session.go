@@ -282,10 +282,9 @@ func (s *session) process(log *slog.Logger, ev *events.Event, msgType string, ke
 	}
 	s.g.eventsOK.Add(1)
 	if s.acks && ev.ID != "" {
-		ack, _ := json.Marshal(Ack{ID: ev.ID})
 		// Acks have room beyond the request queue (at most maxInflight are pending). A
 		// lost ack only makes the agent resend, which the node recognises.
-		if !s.enqueue(Encode(TypeAck, ack), s.g.cfg.SendQueue+maxInflight) && s.ctx.Err() == nil {
+		if !s.enqueue(AckFrame(ev.ID), s.g.cfg.SendQueue+maxInflight) && s.ctx.Err() == nil {
 			log.Warn("ack not sent: agent is not reading", "id", ev.ID)
 		}
 	}
