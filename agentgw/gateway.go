@@ -55,6 +55,9 @@ type Config struct {
 	// Workers process frames of all sessions (default 512); each waits for its event's
 	// grouped commit, so their number bounds throughput per commit latency.
 	Workers int
+	// ObserveCommit, when set, is told how long each persisted keepalive or event took
+	// from the end of reading its frame to its commit (when its ack is sent).
+	ObserveCommit func(time.Duration)
 	// MaxSessions caps connected agents (0: no cap). Past it, handshakes get 429 so
 	// agents back off and try another server, instead of the process running out of
 	// file descriptors and failing as a whole.

@@ -154,11 +154,12 @@ func (s *session) run() {
 			s.close(websocket.StatusInternalError, "read failed")
 			return
 		}
+		read := time.Now()
 		s.g.framesIn.Add(1)
 		if typ != websocket.MessageBinary && typ != websocket.MessageText {
 			continue
 		}
-		s.handleFrame(log, frame)
+		s.handleFrame(log, frame, read)
 	}
 }
 
@@ -188,7 +189,7 @@ func (s *session) readFrame() (websocket.MessageType, []byte, error) {
 	return typ, frame, err
 }
 
-func (s *session) handleFrame(log *slog.Logger, frame []byte) {
+func (s *session) handleFrame(log *slog.Logger, frame []byte, read time.Time) {
 	// Everything past reading the frame runs on the gateway's workers: the reader's stack
 	// stays shallow (it is the one goroutine every idle agent keeps), one agent's events
 	// are processed side by side while they wait for their grouped commit, and the
@@ -201,27 +202,28 @@ func (s *session) handleFrame(log *slog.Logger, frame []byte) {
 	}
 	s.handlers.Add(1)
 	select {
-	case s.g.jobs <- job{s: s, log: log, frame: frame}:
+	case s.g.jobs <- job{s: s, log: log, frame: frame, read: read}:
 	case <-s.ctx.Done():
 		<-s.inflight
 		s.handlers.Done()
 	}
 }
 
-// job is one frame waiting for a gateway worker.
+// job is one frame waiting for a gateway worker, read at read.
 type job struct {
 	s     *session
 	log   *slog.Logger
 	frame []byte
+	read  time.Time
 }
 
 func (j job) run() {
 	defer j.s.handlers.Done()
 	defer func() { <-j.s.inflight }()
-	j.s.decodeAndProcess(j.log, j.frame)
+	j.s.decodeAndProcess(j.log, j.frame, j.read)
 }
 
-func (s *session) decodeAndProcess(log *slog.Logger, frame []byte) {
+func (s *session) decodeAndProcess(log *slog.Logger, frame []byte, read time.Time) {
 	msgType, payload, err := Decode(frame)
 	if err != nil {
 		s.g.malformed.Add(1)
@@ -266,11 +268,11 @@ func (s *session) decodeAndProcess(log *slog.Logger, frame []byte) {
 		log.Warn("keepalive for another entity dropped", "entity", ev.Entity.Metadata.Name)
 		return
 	}
-	s.process(log, ev, msgType, keepalive)
+	s.process(log, ev, msgType, keepalive, read)
 }
 
 // process persists one event through the node and acknowledges it.
-func (s *session) process(log *slog.Logger, ev *events.Event, msgType string, keepalive bool) {
+func (s *session) process(log *slog.Logger, ev *events.Event, msgType string, keepalive bool, read time.Time) {
 	// An event already read is finished even when its session ends meanwhile (agent
 	// gone, replaced, server stopping): only the gateway's close deadline cancels it.
 	if err := s.g.cfg.Hooks.HandleEvent(s.g.workCtx, ev, keepalive); err != nil {
@@ -281,6 +283,9 @@ func (s *session) process(log *slog.Logger, ev *events.Event, msgType string, ke
 		return
 	}
 	s.g.eventsOK.Add(1)
+	if observe := s.g.cfg.ObserveCommit; observe != nil {
+		observe(time.Since(read))
+	}
 	if s.acks && ev.ID != "" {
 		// Acks have room beyond the request queue (at most maxInflight are pending). A
 		// lost ack only makes the agent resend, which the node recognises.

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"sort"
@@ -291,6 +292,7 @@ func benchAgents(ctx context.Context, env *Env, c benchConfig) error {
 	holdStart := time.Now()
 	ackedBefore := acked.Load()
 	serverCPU0, cpuErr := serverCPU(c.apiURL)
+	commit0, commitErr := serverHistogram(c.apiURL, commitHistogram)
 	benchCPU0 := processCPU()
 	if c.eventRate > 0 {
 		wg.Add(1)
@@ -307,6 +309,7 @@ func benchAgents(ctx context.Context, env *Env, c benchConfig) error {
 	held := time.Since(holdStart)
 	ackedN := acked.Load() - ackedBefore
 	serverCPU1, cpuErr2 := serverCPU(c.apiURL)
+	commit1, commitErr2 := serverHistogram(c.apiURL, commitHistogram)
 	benchCPU1 := processCPU()
 	memAfter, memErr2 := serverMemory(c.apiURL)
 	stop()
@@ -334,6 +337,10 @@ func benchAgents(ctx context.Context, env *Env, c benchConfig) error {
 		fmt.Fprintf(env.Stdout, "events: sent %d, acknowledged %d = %.0f/s; send→ack latency p50 %s, p99 %s, max %s\n",
 			sent.Load(), ackedN, float64(ackedN)/held.Seconds(),
 			ackLat.pct(0.5).Round(time.Microsecond), ackLat.pct(0.99).Round(time.Microsecond), ackLat.pct(1).Round(time.Microsecond))
+		if commitErr == nil && commitErr2 == nil {
+			fmt.Fprintf(env.Stdout, "server, frame read to commit (%s while holding): p50 %s, p99 %s\n", commitHistogram,
+				fmtQuantile(commit0, commit1, 0.5), fmtQuantile(commit0, commit1, 0.99))
+		}
 	}
 	if cpuErr == nil && cpuErr2 == nil {
 		used := serverCPU1 - serverCPU0
@@ -583,6 +590,86 @@ func serverMetrics(apiURL string, names ...string) (map[string]float64, error) {
 		}
 	}
 	return out, nil
+}
+
+// commitHistogram is the server's histogram of read-to-commit times of agent events.
+const commitHistogram = "picket_agent_event_commit_seconds"
+
+// serverHistogram reads the cumulative buckets of a histogram from the server's
+// /metrics: upper bound (+Inf last) → count.
+func serverHistogram(apiURL, name string) (map[float64]float64, error) {
+	if apiURL == "" {
+		return nil, errors.New("no --api-url")
+	}
+	resp, err := http.Get(strings.TrimRight(apiURL, "/") + "/metrics")
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	prefix := name + `_bucket{le="`
+	out := map[float64]float64{}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		rest, ok := strings.CutPrefix(sc.Text(), prefix)
+		if !ok {
+			continue
+		}
+		le, count, ok := strings.Cut(rest, `"} `)
+		if !ok {
+			continue
+		}
+		bound, err1 := strconv.ParseFloat(le, 64)
+		n, err2 := strconv.ParseFloat(strings.TrimSpace(count), 64)
+		if err1 == nil && err2 == nil {
+			out[bound] = n
+		}
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("%s missing from %s/metrics", name, apiURL)
+	}
+	return out, sc.Err()
+}
+
+// histQuantile estimates quantile q of the observations between two readings of a
+// histogram, interpolating within the bucket as Prometheus's histogram_quantile does.
+// It returns the bucket's bounds too; ok is false without observations.
+func histQuantile(before, after map[float64]float64, q float64) (est, lo, hi float64, ok bool) {
+	bounds := make([]float64, 0, len(after))
+	for b := range after {
+		bounds = append(bounds, b)
+	}
+	sort.Float64s(bounds)
+	total := after[math.Inf(1)] - before[math.Inf(1)]
+	if total <= 0 {
+		return 0, 0, 0, false
+	}
+	rank := q * total
+	prevBound, prevCount := 0.0, 0.0
+	for _, b := range bounds {
+		n := after[b] - before[b]
+		if n >= rank {
+			if math.IsInf(b, 1) {
+				return prevBound, prevBound, b, true
+			}
+			return prevBound + (b-prevBound)*(rank-prevCount)/math.Max(n-prevCount, 1), prevBound, b, true
+		}
+		prevBound, prevCount = b, n
+	}
+	return prevBound, prevBound, math.Inf(1), true
+}
+
+// fmtQuantile formats histQuantile's estimate with its bucket.
+func fmtQuantile(before, after map[float64]float64, q float64) string {
+	est, lo, hi, ok := histQuantile(before, after, q)
+	if !ok {
+		return "no events"
+	}
+	ms := func(s float64) string { return strconv.FormatFloat(s*1000, 'f', -1, 64) + " ms" }
+	if math.IsInf(hi, 1) {
+		return "over " + ms(lo)
+	}
+	return fmt.Sprintf("~%.0f ms (bucket %s–%s)", est*1000, strings.TrimSuffix(ms(lo), " ms"), ms(hi))
 }
 
 // processCPU is the CPU time (user and system) this process has used.

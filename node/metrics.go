@@ -9,7 +9,7 @@ import (
 )
 
 // registerGatewayMetrics exposes the gateway's counters on /metrics.
-func (n *Node) registerGatewayMetrics() {
+func (n *Node) registerGatewayMetrics(commitSeconds prometheus.Histogram) {
 	g := n.gateway
 	gauge := func(name, help string, f func() float64) prometheus.Collector {
 		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, f)
@@ -29,6 +29,7 @@ func (n *Node) registerGatewayMetrics() {
 		counter("picket_event_commits_total", "Grouped etcd transactions of event writes.", func() float64 { return float64(n.batch.Stats().Commits) }),
 		counter("picket_event_writes_total", "Event writes committed through grouped transactions.", func() float64 { return float64(n.batch.Stats().Writes) }),
 		gauge("picket_event_state_cache_entries", "Entity/check states kept in memory.", func() float64 { return float64(n.states.len()) }),
+		commitSeconds,
 	)
 }
 

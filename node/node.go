@@ -246,6 +246,12 @@ func listen(key, addr string, tlsCfg *tls.Config, secure, plain string) (net.Lis
 
 func (n *Node) startGateway(ln net.Listener) {
 	auth := &agentAuth{store: n.store, ok: map[string]authEntry{}}
+	commitSeconds := prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name: "picket_agent_event_commit_seconds",
+		Help: "From reading an agent's keepalive or event to its grouped commit, when the ack is sent.",
+		// 1 ms to 8 s, doubling.
+		Buckets: prometheus.ExponentialBuckets(0.001, 2, 14),
+	})
 	n.gateway = agentgw.New(agentgw.Config{
 		Name:   n.cfg.Name,
 		Logger: n.log.With("component", "agentgw"),
@@ -255,9 +261,10 @@ func (n *Node) startGateway(ln net.Listener) {
 			EntityConfig:    n.entityConfig,
 			HandleEvent:     n.handleAgentEvent,
 		},
-		MaxSessions: maxAgentSessions(),
+		MaxSessions:   maxAgentSessions(),
+		ObserveCommit: func(d time.Duration) { commitSeconds.Observe(d.Seconds()) },
 	})
-	n.registerGatewayMetrics()
+	n.registerGatewayMetrics(commitSeconds)
 	n.agentSrv = &http.Server{
 		Handler:           n.gateway,
 		ReadHeaderTimeout: 15 * time.Second,

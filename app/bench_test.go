@@ -1,0 +1,38 @@
+package app
+
+import (
+	"math"
+	"testing"
+)
+
+// TestHistQuantile: quantiles between two readings of a cumulative histogram, as
+// Prometheus's histogram_quantile computes them.
+func TestHistQuantile(t *testing.T) {
+	inf := math.Inf(1)
+	before := map[float64]float64{0.001: 5, 0.002: 5, 0.004: 5, inf: 5}
+	// 100 new observations: 10 under 1 ms, 80 in 1–2 ms, 10 in 2–4 ms.
+	after := map[float64]float64{0.001: 15, 0.002: 95, 0.004: 105, inf: 105}
+	for _, c := range []struct {
+		q, want, lo, hi float64
+	}{
+		{0.05, 0.0005, 0, 0.001},
+		{0.5, 0.0015, 0.001, 0.002},
+		{0.99, 0.0038, 0.002, 0.004},
+	} {
+		est, lo, hi, ok := histQuantile(before, after, c.q)
+		if !ok || math.Abs(est-c.want) > 1e-9 || lo != c.lo || hi != c.hi {
+			t.Errorf("q %.2f: %v in [%v, %v] (%v), want %v in [%v, %v]", c.q, est, lo, hi, ok, c.want, c.lo, c.hi)
+		}
+	}
+	// Past the last finite bucket only a lower bound is known.
+	over := map[float64]float64{0.001: 15, 0.002: 15, 0.004: 15, inf: 115}
+	if est, lo, hi, _ := histQuantile(before, over, 0.99); est != 0.004 || lo != 0.004 || !math.IsInf(hi, 1) {
+		t.Errorf("over the last bucket: %v [%v, %v]", est, lo, hi)
+	}
+	if got := fmtQuantile(before, over, 0.99); got != "over 4 ms" {
+		t.Errorf("fmtQuantile = %q", got)
+	}
+	if _, _, _, ok := histQuantile(before, before, 0.5); ok {
+		t.Error("a quantile of no observations")
+	}
+}
