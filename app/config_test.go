@@ -5,7 +5,6 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
-	"runtime/debug"
 	"strings"
 	"testing"
 
@@ -197,20 +196,5 @@ func TestServerHelpListsEveryKey(t *testing.T) {
 	}
 	if !strings.Contains(out, "PICKET_BACKEND_") || !strings.Contains(out, "--dev") {
 		t.Error("--help does not explain the environment or --dev")
-	}
-}
-
-// TestServerGCPercent: the server collects at GOGC=200 unless GOGC is set, which the Go
-// runtime has then applied already and the server leaves alone.
-func TestServerGCPercent(t *testing.T) {
-	old := debug.SetGCPercent(100)
-	defer debug.SetGCPercent(old)
-	setGCPercent(&Env{Getenv: func(string) string { return "" }})
-	if got := debug.SetGCPercent(100); got != serverGCPercent {
-		t.Fatalf("GC percent %d without GOGC, want %d", got, serverGCPercent)
-	}
-	setGCPercent(&Env{Getenv: func(k string) string { return map[string]string{"GOGC": "50"}[k] }})
-	if got := debug.SetGCPercent(100); got != 100 {
-		t.Fatalf("GC percent changed to %d although GOGC is set", got)
 	}
 }

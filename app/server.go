@@ -9,7 +9,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"runtime/debug"
 	"strconv"
 	"strings"
 	"time"
@@ -90,7 +89,6 @@ func runServer(ctx context.Context, env *Env, args []string) error {
 	}
 	log := newLogger(env.Stderr, cfg.LogLevel)
 	raiseFileLimit() // every agent session holds a socket
-	setGCPercent(env)
 	if cfg.ConfigFile != "" {
 		log.Info("configuration loaded", "file", cfg.ConfigFile)
 	}
@@ -400,17 +398,4 @@ func notifySystemd(state string) {
 	}
 	defer conn.Close()
 	_, _ = conn.Write([]byte(state))
-}
-
-// serverGCPercent is the server's garbage collection target when GOGC is not set: a
-// collection once the heap has grown by 200 % since the last one, instead of Go's
-// 100 %. The event path makes short-lived garbage at a high rate (about 20 KB per event,
-// half of it etcd's), and collecting half as often saves about 5 % of the CPU per event
-// for about 5 % more resident memory (BENCHMARKS.md). GOGC overrides it.
-const serverGCPercent = 200
-
-func setGCPercent(env *Env) {
-	if env.Getenv("GOGC") == "" {
-		debug.SetGCPercent(serverGCPercent)
-	}
 }
