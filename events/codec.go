@@ -36,7 +36,9 @@ import (
 //     nested UnmarshalJSON that would start a decoder of its own. It applies when there are
 //     no unknown keys at any level: encoding gives up as soon as it meets a nested keeping
 //     value with a non-empty extra, decoding (DisallowUnknownFields, which then holds at
-//     every level) fails on any unknown key, and either way the next path runs.
+//     every level) fails on any unknown key, and either way the next path runs. Where a
+//     type has an overlay (codec_overlay.go: a twin with the type's own memory layout),
+//     goccy works on the value itself and nothing is copied into or out of a twin.
 //   - Per level (structInfo.plain): the same twin, one level deep; fields of keeping types
 //     keep their type, so their own MarshalJSON/UnmarshalJSON run (and take the deep path
 //     for their own level when they can). This is the codec as it was before the deep path
