@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"sync"
 	"time"
 
@@ -36,13 +37,15 @@ func (w Write) Op() clientv3.Op { return clientv3.OpPut(w.Key, string(w.Value)) 
 // member's Embedded.ServerTxn by direct calls.
 type TxnFunc func(ctx context.Context, r *pb.TxnRequest) (*pb.TxnResponse, error)
 
-// ClientTxn commits transactions through c's connection, with the call options
-// clientv3 gives its own transactions (wait for a ready connection rather than fail
-// during a reconnect).
+// ClientTxn commits transactions through c's connection (its TLS, auth token and
+// retry settings included), with the call options clientv3 gives its own: wait for a
+// ready connection rather than fail during a reconnect, send up to 2 MiB, receive any
+// size (a nested commit returns the current values of the keys whose conditions failed).
 func ClientTxn(c *clientv3.Client) TxnFunc {
 	kv := pb.NewKVClient(c.ActiveConnection())
+	opts := []grpc.CallOption{grpc.WaitForReady(true), grpc.MaxCallSendMsgSize(2 << 20), grpc.MaxCallRecvMsgSize(math.MaxInt32)}
 	return func(ctx context.Context, r *pb.TxnRequest) (*pb.TxnResponse, error) {
-		return kv.Txn(ctx, r, grpc.WaitForReady(true))
+		return kv.Txn(ctx, r, opts...)
 	}
 }
 
@@ -322,6 +325,10 @@ func (b *Batcher) commitNested(batch []*batchReq) {
 func (b *Batcher) txn(batch []*batchReq, cmps []*pb.Compare, then []*pb.RequestOp) (*pb.TxnResponse, bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	resp, err := b.txnFn(ctx, &pb.TxnRequest{Compare: cmps, Success: then})
+	if err != nil {
+		// As clientv3 reports them: etcd's own errors (rpctypes), or the context's.
+		err = clientv3.ContextError(ctx, err)
+	}
 	cancel()
 	if err != nil {
 		err = fmt.Errorf("grouped commit of %d writes: %w", len(batch), err)

@@ -42,6 +42,7 @@ func overlayOf(t reflect.Type, p *deepPlan) reflect.Type {
 		at     []uintptr // the offset each field of sfs must have
 		cur    uintptr
 		hidden int
+		placed int // fields of the twin placed so far
 	)
 	add := func(sf reflect.StructField, off uintptr) {
 		sfs, at = append(sfs, sf), append(at, off)
@@ -59,6 +60,7 @@ func overlayOf(t reflect.Type, p *deepPlan) reflect.Type {
 		if i, ok := selected[indexKey(l.index)]; ok {
 			// A twin field: plainField's name and tag, the overlay of its plan's type.
 			sf = typeInfo(t).fields[i].plainField(i, l.typ)
+			placed++
 			if fp := p.fields[i].plan; fp != nil {
 				ft, ok := fp.overlayType()
 				if !ok {
@@ -71,6 +73,9 @@ func overlayOf(t reflect.Type, p *deepPlan) reflect.Type {
 			sf.Name, sf.Tag = fmt.Sprintf("Hidden%d", hidden), `json:"-"`
 		}
 		add(sf, l.offset)
+	}
+	if placed != len(p.fields) {
+		return nil // typeInfo flattened a field that collectLeaves did not find
 	}
 	if cur < t.Size() {
 		hidden++

@@ -134,6 +134,9 @@ func (n *Node) writeEvent(ctx context.Context, ev *events.Event, now time.Time, 
 			}
 		}
 		e.setStored(prev, res.Current.ModRevision)
+		if e.seen(ev.ID) {
+			return false, nil // what was written meanwhile is this very result, resent
+		}
 	}
 	return false, fmt.Errorf("store event %s: %w", key, etcdx.ErrConflict)
 }
