@@ -116,15 +116,17 @@ func runBench(ctx context.Context, env *Env, args []string) error {
 	fs.StringSliceVar(&c.handlers, "handlers", nil, "handlers every check result names, e.g. --handlers slow-pipe (default: none)")
 	fs.StringVar(&c.cpuProfile, "cpuprofile", "", "write a CPU profile of this bench process to this file, for 'go tool pprof'")
 	fs.IntVar(&c.sources, "source-addresses", 8, "loopback source addresses to spread connections over (127.0.0.10…), for more than ~28,000 ports")
-	fs.IntVar(&c.procs, "procs", 1, "processors (GOMAXPROCS) this bench uses: one keeps it from taking the CPU of a server on the same machine; raise it to load a server elsewhere")
+	fs.IntVar(&c.procs, "procs", 0, "processors (GOMAXPROCS) this bench uses (0: one per core, Go's default); fewer leave more of a shared machine to the server")
 	if err := parseModeFlags(fs, args[1:]); err != nil {
 		return err
 	}
-	if c.procs < 1 {
-		return usageErrorf("--procs must be at least 1 (got %d)", c.procs)
+	if c.procs < 0 {
+		return usageErrorf("--procs must be 0 (one per core) or more (got %d)", c.procs)
 	}
-	// Restored on return: the bench may run inside a test binary.
-	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(c.procs))
+	if c.procs > 0 {
+		// Restored on return: the bench may run inside a test binary.
+		defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(c.procs))
+	}
 	if c.password == "" {
 		c.password = env.Getenv("PICKET_AGENT_PASSWORD")
 	}
@@ -215,7 +217,7 @@ func benchAgents(ctx context.Context, env *Env, c benchConfig) error {
 	}
 	memBefore, memErr := serverMemory(c.apiURL)
 	fmt.Fprintf(env.Stdout, "picket bench agents: %d agents → %s, connect rate %d/s, keepalive %s, event rate %.0f/s, hold %s, %d processor(s)\n",
-		c.agents, c.backendURL, c.connectRate, c.keepalive, c.eventRate, c.duration, c.procs)
+		c.agents, c.backendURL, c.connectRate, c.keepalive, c.eventRate, c.duration, runtime.GOMAXPROCS(0))
 
 	auth := "Basic " + base64.StdEncoding.EncodeToString([]byte(c.user+":"+c.password))
 	var handshake, ackLat latencies
