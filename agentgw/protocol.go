@@ -82,7 +82,7 @@ func truncate(s string, n int) string {
 type CheckRequest struct {
 	Config     *events.CheckConfig `json:"config"`
 	Assets     []any               `json:"assets"`
-	Hooks      []any               `json:"hooks"`
+	Hooks      []events.HookConfig `json:"hooks"`
 	Issued     int64               `json:"issued"`
 	HookAssets map[string]any      `json:"hook_assets,omitempty"`
 	Secrets    map[string]string   `json:"secrets,omitempty"`

@@ -133,6 +133,7 @@ func (c *CheckConfig) Validate() error {
 	p.nonEmptyItems("subscriptions", c.Subscriptions)
 	p.nonEmptyItems("handlers", c.Handlers)
 	p.nonEmptyItems("output_metric_handlers", c.OutputMetricHandlers)
+	validateCheckHooks(&p, c.CheckHooks)
 	if c.Aggregate != "" && !nameRE.MatchString(c.Aggregate) {
 		p.add("aggregate", "%q is not a valid aggregate name; use only letters, digits, '_', '.', '-' or ':'", c.Aggregate)
 	}

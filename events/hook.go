@@ -2,8 +2,12 @@ package events
 
 import (
 	"encoding/json"
+	"fmt"
+	"maps"
 	"net/url"
 	"regexp"
+	"slices"
+	"strconv"
 )
 
 // HookConfig is a command run after a check, depending on the check's status.
@@ -109,4 +113,66 @@ func (a *Asset) Validate() error {
 		}
 	}
 	return p.err()
+}
+
+// hookStatusNames are the names a check_hooks key may give a status, as in Sensu.
+var hookStatusNames = map[string]uint32{"ok": 0, "warning": 1, "critical": 2, "unknown": 3}
+
+// hookKeyMatches reports whether a check_hooks key selects a result of status: the
+// status itself (0–255), its name (ok, warning, critical, unknown), or "non-zero".
+func hookKeyMatches(key string, status uint32) bool {
+	if key == "non-zero" {
+		return status != 0
+	}
+	if s, ok := hookStatusNames[key]; ok {
+		return s == status
+	}
+	n, err := strconv.ParseUint(key, 10, 8)
+	return err == nil && uint32(n) == status
+}
+
+// validHookKey reports whether key is one hookKeyMatches understands.
+func validHookKey(key string) bool {
+	if _, ok := hookStatusNames[key]; ok || key == "non-zero" {
+		return true
+	}
+	_, err := strconv.ParseUint(key, 10, 8)
+	return err == nil
+}
+
+// HookNames lists the hooks a check's check_hooks run after a result of status, each
+// once, in the order check_hooks lists them (keys of one entry in sorted order).
+func HookNames(checkHooks []map[string][]string, status uint32) []string {
+	var names []string
+	for _, entry := range checkHooks {
+		for _, k := range slices.Sorted(maps.Keys(entry)) {
+			if !hookKeyMatches(k, status) {
+				continue
+			}
+			for _, h := range entry[k] {
+				if !slices.Contains(names, h) {
+					names = append(names, h)
+				}
+			}
+		}
+	}
+	return names
+}
+
+// validateCheckHooks adds a problem for every check_hooks key that selects no status and
+// every hook name that is not a valid name.
+func validateCheckHooks(p *problems, checkHooks []map[string][]string) {
+	for i, entry := range checkHooks {
+		for _, k := range slices.Sorted(maps.Keys(entry)) {
+			field := fmt.Sprintf("check_hooks[%d].%s", i, k)
+			if !validHookKey(k) {
+				p.add(field, "%q is not a status: use 0 to 255, ok, warning, critical, unknown or non-zero", k)
+			}
+			for j, h := range entry[k] {
+				if !nameRE.MatchString(h) {
+					p.add(fmt.Sprintf("%s[%d]", field, j), "%q is not a valid hook name; use only letters, digits, '_', '.', '-' or ':'", h)
+				}
+			}
+		}
+	}
 }

@@ -513,3 +513,42 @@ func TestAPIEventIsAResult(t *testing.T) {
 		t.Fatalf("an API result should get state like an agent's: %+v", ev.Check)
 	}
 }
+
+// TestCheckRequestsCarryHooks: a check request carries the definitions of the hooks its
+// check's check_hooks name, scheduled or ad hoc; a hook that does not exist is left out.
+func TestCheckRequestsCarryHooks(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a real etcd member")
+	}
+	n := nodetest.Start(t)
+	a, err := dialAgent(t, n.AgentURL, "db2", "default", "agent", nodetest.AgentPassword, []string{"hooked"}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := apiDo(t, n, "PUT", "/api/core/v2/namespaces/default/hooks/ps", `{"metadata":{"name":"ps"},"command":"ps aux","timeout":10,"stdin":false}`); st != 201 {
+		t.Fatalf("create hook: %d", st)
+	}
+	if st := apiDo(t, n, "PUT", "/api/core/v2/namespaces/default/checks/diag",
+		`{"metadata":{"name":"diag"},"command":"false","interval":2,"publish":true,"subscriptions":["hooked"],"check_hooks":[{"critical":["ps","missing"]},{"non-zero":["ps"]}]}`); st != 201 {
+		t.Fatalf("create check: %d", st)
+	}
+	check := func(how string) {
+		var req agentgw.CheckRequest
+		if err := json.Unmarshal([]byte(a.next(agentgw.TypeCheckRequest, 6*time.Second)), &req); err != nil {
+			t.Fatal(err)
+		}
+		if len(req.Hooks) != 1 || req.Hooks[0].Metadata.Name != "ps" || req.Hooks[0].Command != "ps aux" || req.Hooks[0].Timeout != 10 {
+			t.Fatalf("%s request carries hooks %+v, want the definition of ps only", how, req.Hooks)
+		}
+	}
+	check("scheduled")
+	if st := apiDo(t, n, "POST", "/api/core/v2/namespaces/default/checks/diag/execute", `{"check":"diag"}`); st != 202 {
+		t.Fatalf("execute: %d", st)
+	}
+	check("ad hoc")
+	// The API refuses check_hooks keys that select no status.
+	if st := apiDo(t, n, "PUT", "/api/core/v2/namespaces/default/checks/bad",
+		`{"metadata":{"name":"bad"},"command":"false","interval":2,"subscriptions":["x"],"check_hooks":[{"fatal":["ps"]}]}`); st != 400 {
+		t.Fatalf("check_hooks key fatal: %d, want 400", st)
+	}
+}

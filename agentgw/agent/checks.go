@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -60,13 +61,14 @@ func (a *Agent) handleRequest(req *agentgw.CheckRequest) {
 	go func() {
 		defer a.checksWG.Done()
 		defer a.release(name)
-		a.execute(ctx, cfg, req.Issued)
+		a.execute(ctx, cfg, req.Issued, req.Hooks...)
 	}()
 }
 
-// execute runs a check and queues its result. A run cut short by the agent shutting
-// down reports nothing.
-func (a *Agent) execute(ctx context.Context, cfg events.CheckConfig, issued int64) {
+// execute runs a check, then the hooks its check_hooks select for the result's status
+// (their definitions come with the check request), and queues the result. A run cut
+// short by the agent shutting down reports nothing.
+func (a *Agent) execute(ctx context.Context, cfg events.CheckConfig, issued int64, hooks ...events.HookConfig) {
 	if cfg.Metadata.Namespace == "" {
 		cfg.Metadata.Namespace = a.cfg.Namespace
 	}
@@ -105,6 +107,12 @@ func (a *Agent) execute(ctx context.Context, cfg events.CheckConfig, issued int6
 	if cfg.DiscardOutput {
 		chk.Output = ""
 	}
+	if names := events.HookNames(cfg.CheckHooks, chk.Status); len(names) > 0 {
+		chk.Hooks = a.runHooks(ctx, ev, names, hooks, issued)
+		if ctx.Err() != nil {
+			return
+		}
+	}
 	ev.Timestamp = time.Now().Unix()
 	ev.Entity = a.entity.Entity()
 	if err := a.enqueue(ev); err != nil {
@@ -112,6 +120,49 @@ func (a *Agent) execute(ctx context.Context, cfg events.CheckConfig, issued int6
 		return
 	}
 	a.log.Debug("check ran", "check", cfg.Metadata.Name, "status", chk.Status, "duration", res.Duration)
+}
+
+// defaultHookTimeout is a hook's timeout when its definition sets none, as in Sensu.
+const defaultHookTimeout = 60 * time.Second
+
+// runHooks runs the named hooks one after another for ev, whose check has just run, and
+// returns their results. A hook without a definition in the request is logged and left
+// out.
+func (a *Agent) runHooks(ctx context.Context, ev *events.Event, names []string, defs []events.HookConfig, issued int64) []events.Hook {
+	var out []events.Hook
+	for _, name := range names {
+		i := slices.IndexFunc(defs, func(h events.HookConfig) bool { return h.Metadata.Name == name })
+		if i < 0 {
+			a.log.Warn("check hook not run: the check request carries no definition of it", "check", ev.Check.Metadata.Name, "hook", name)
+			continue
+		}
+		def := defs[i]
+		spec := events.CommandSpec{Command: def.Command, Timeout: time.Duration(def.Timeout) * time.Second, MaxOutput: int(ev.Check.MaxOutputSize)}
+		if def.Timeout == 0 {
+			spec.Timeout = defaultHookTimeout
+		}
+		if def.Stdin {
+			b, err := json.Marshal(ev)
+			if err != nil {
+				a.log.Error("encode hook stdin", "hook", name, "err", err)
+				continue
+			}
+			spec.Stdin = b
+		}
+		start := time.Now()
+		res := events.RunCommand(ctx, spec)
+		if ctx.Err() != nil {
+			return out
+		}
+		h := events.Hook{HookConfig: def, Executed: start.Unix(), Issued: issued, Duration: res.Duration.Seconds(), Output: res.Output, Status: int32(res.Status)}
+		if res.Err != nil {
+			h.Output = fmt.Sprintf("failed to run hook %q: %v", name, res.Err)
+			h.Status = int32(events.StatusUnknown)
+		}
+		out = append(out, h)
+		a.log.Debug("check hook ran", "check", ev.Check.Metadata.Name, "hook", name, "status", h.Status)
+	}
+	return out
 }
 
 // runStandalone runs a check of the agent's own configuration on its cadence until ctx

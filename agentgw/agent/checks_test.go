@@ -43,7 +43,7 @@ func TestClaimRejectsDuplicateStaleAndRunning(t *testing.T) {
 	}
 }
 
-func runOne(t *testing.T, cfg events.CheckConfig) *events.Event {
+func runOne(t *testing.T, cfg events.CheckConfig, hooks ...events.HookConfig) *events.Event {
 	t.Helper()
 	a := New(Config{Name: "host-1", CacheDir: t.TempDir()})
 	q, err := OpenQueue(t.TempDir(), 10, 1<<20, nil)
@@ -51,7 +51,7 @@ func runOne(t *testing.T, cfg events.CheckConfig) *events.Event {
 		t.Fatal(err)
 	}
 	a.queue = q
-	a.execute(context.Background(), cfg, 42)
+	a.execute(context.Background(), cfg, 42, hooks...)
 	_, _, b, ok := q.next(0)
 	if !ok {
 		t.Fatal("no event queued")
@@ -137,5 +137,53 @@ func TestStandaloneCheckRunsOnItsGrid(t *testing.T) {
 	grid := events.NextRun(events.AgentCheckKey("host-1", "local"), time.Second, time.Unix(issued[0], 0))
 	if grid.Unix() != issued[0] {
 		t.Fatalf("issued %d is not on the grid (next grid time %v)", issued[0], grid)
+	}
+}
+
+// TestCheckHooks: after the check, the agent runs the hooks check_hooks selects for the
+// result's status, from the definitions the request carries, and the event carries
+// their results; hooks for other statuses do not run.
+func TestCheckHooks(t *testing.T) {
+	hook := func(name, command string, stdin bool, timeout int64) events.HookConfig {
+		h := events.HookConfig{Command: command, Stdin: stdin, Timeout: timeout}
+		h.Metadata.Name = name
+		return h
+	}
+	defs := []events.HookConfig{
+		hook("ps", "echo diagnostics; exit 3", false, 0),
+		hook("stdin", "grep -o '\"status\":2' ", true, 5),
+		hook("slow", "sleep 30", false, 1),
+		hook("on-ok", "echo fine", false, 0),
+	}
+	cfg := events.CheckConfig{Command: "echo CRIT; exit 2", CheckHooks: []map[string][]string{
+		{"critical": {"ps"}, "0": {"on-ok"}},
+		{"non-zero": {"ps", "stdin", "missing"}},
+		{"2": {"slow"}},
+	}}
+	cfg.Metadata.Name = "disk"
+	ev := runOne(t, cfg, defs...)
+	got := map[string]events.Hook{}
+	var order []string
+	for _, h := range ev.Check.Hooks {
+		got[h.Metadata.Name] = h
+		order = append(order, h.Metadata.Name)
+	}
+	if strings.Join(order, ",") != "ps,stdin,slow" {
+		t.Fatalf("hooks run: %v, want ps,stdin,slow (each once, on-ok not, missing left out)", order)
+	}
+	if h := got["ps"]; h.Status != 3 || h.Output != "diagnostics\n" || h.Issued != 42 || h.Executed == 0 || h.Command != "echo diagnostics; exit 3" {
+		t.Errorf("ps hook: %+v", h)
+	}
+	if h := got["stdin"]; h.Status != 0 || !strings.Contains(h.Output, `"status":2`) {
+		t.Errorf("stdin hook did not get the event with the check's status: %+v", h)
+	}
+	if h := got["slow"]; h.Status != int32(events.StatusTimedOut) {
+		t.Errorf("slow hook: status %d, want the timeout status %d", h.Status, events.StatusTimedOut)
+	}
+	// A passing result runs only the hooks for status 0.
+	cfg.Command = "echo OK"
+	ev = runOne(t, cfg, defs...)
+	if len(ev.Check.Hooks) != 1 || ev.Check.Hooks[0].Metadata.Name != "on-ok" || ev.Check.Hooks[0].Output != "fine\n" {
+		t.Errorf("hooks after a passing result: %+v", ev.Check.Hooks)
 	}
 }
