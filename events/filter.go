@@ -33,7 +33,7 @@ type Filter struct {
 	// Def is the definition the filter was compiled from. Treat it as read-only.
 	Def     *EventFilter
 	exprs   *Expressions
-	windows []subdueWindow
+	windows Windows
 	// err is why the definition could not be compiled; evaluating reports it.
 	err error
 }
@@ -61,7 +61,7 @@ func CompileFilter(f *EventFilter) (*Filter, error) {
 }
 
 // parseWhen reads a filter's when, which has the shape of a check's subdue.
-func parseWhen(raw json.RawMessage) ([]subdueWindow, error) {
+func parseWhen(raw json.RawMessage) (Windows, error) {
 	w, err := parseSubdue(raw)
 	if err != nil {
 		return nil, errors.New("when: " + strings.TrimPrefix(err.Error(), "subdue: "))
@@ -70,14 +70,7 @@ func parseWhen(raw json.RawMessage) ([]subdueWindow, error) {
 }
 
 // inWindows reports whether t falls in one of the filter's when windows.
-func (f *Filter) inWindows(t time.Time) bool {
-	for _, w := range f.windows {
-		if w.contains(t) {
-			return true
-		}
-	}
-	return false
-}
+func (f *Filter) inWindows(t time.Time) bool { return f.windows.Contains(t) }
 
 // Removes reports whether the filter removes ev at now. Expressions see the event as
 // Synthesize would present it, read lazily: only the fields they touch are converted.

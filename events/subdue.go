@@ -23,16 +23,28 @@ import (
 // until Saturday 2:00 AM (Sensu reads it as two pieces of Friday), and one that begins and
 // ends at the same time lasts a whole day. A malformed subdue is an error, whatever t is.
 func Subdued(raw json.RawMessage, t time.Time) (bool, error) {
-	windows, err := parseSubdue(raw)
+	windows, err := ParseSubdue(raw)
 	if err != nil {
 		return false, err
 	}
-	for _, w := range windows {
+	return windows.Contains(t), nil
+}
+
+// Windows are the parsed time windows of a subdue (or of a filter's when).
+type Windows []subdueWindow
+
+// ParseSubdue parses a check's subdue once, for a scheduler that asks on every tick; see
+// Subdued for the shape.
+func ParseSubdue(raw json.RawMessage) (Windows, error) { return parseSubdue(raw) }
+
+// Contains reports whether t falls in one of the windows.
+func (ws Windows) Contains(t time.Time) bool {
+	for _, w := range ws {
 		if w.contains(t) {
-			return true, nil
+			return true
 		}
 	}
-	return false, nil
+	return false
 }
 
 // subdueWindow is one parsed window: [begin, end) seconds after midnight in loc, on day
@@ -48,7 +60,7 @@ var subdueDays = map[string]int{
 	"thursday": 4, "friday": 5, "saturday": 6,
 }
 
-func parseSubdue(raw json.RawMessage) ([]subdueWindow, error) {
+func parseSubdue(raw json.RawMessage) (Windows, error) {
 	raw = bytes.TrimSpace(raw)
 	if len(raw) == 0 || string(raw) == "null" {
 		return nil, nil

@@ -552,3 +552,37 @@ func TestCheckRequestsCarryHooks(t *testing.T) {
 		t.Fatalf("check_hooks key fatal: %d, want 400", st)
 	}
 }
+
+// TestSubduedCheckIsNotPublished: no request goes out while a check's subdue covers the
+// tick; once the subdue is removed, the next tick is published.
+func TestSubduedCheckIsNotPublished(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a real etcd member")
+	}
+	n := nodetest.Start(t)
+	a, err := dialAgent(t, n.AgentURL, "db3", "default", "agent", nodetest.AgentPassword, []string{"quiet"}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	check := `{"metadata":{"name":"quiet"},"command":"true","interval":1,"publish":true,"subscriptions":["quiet"]%s}`
+	// A window that begins and ends at the same time lasts the whole day.
+	if st := apiDo(t, n, "PUT", "/api/core/v2/namespaces/default/checks/quiet",
+		fmt.Sprintf(check, `,"subdue":{"days":{"all":[{"begin":"12:00 AM","end":"12:00 AM"}]}}`)); st != 201 {
+		t.Fatalf("create check: %d", st)
+	}
+	deadline := time.After(3500 * time.Millisecond)
+	for done := false; !done; {
+		select {
+		case f := <-a.frames:
+			if f[0] == agentgw.TypeCheckRequest {
+				t.Fatalf("a subdued check was published: %s", f[1])
+			}
+		case <-deadline:
+			done = true
+		}
+	}
+	if st := apiDo(t, n, "PUT", "/api/core/v2/namespaces/default/checks/quiet", fmt.Sprintf(check, "")); st != 200 && st != 201 {
+		t.Fatalf("update check: %d", st)
+	}
+	a.next(agentgw.TypeCheckRequest, 5*time.Second)
+}

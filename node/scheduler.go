@@ -163,6 +163,11 @@ func nextTick(chk *events.CheckConfig, sched *events.Schedule, now time.Time) ti
 
 func (p *publisher) loop(ctx context.Context, chk *events.CheckConfig, sched *events.Schedule, proxy proxyAttrs) {
 	log := p.n.log.With("check", chk.Metadata.Name, "namespace", chk.Metadata.Namespace)
+	// Parsed once: the loop restarts whenever the check changes.
+	subdue, err := events.ParseSubdue(chk.Subdue)
+	if err != nil {
+		log.Warn("check subdue is invalid; ignored", "err", err)
+	}
 	last := time.Time{}
 	for {
 		now := time.Now()
@@ -179,9 +184,7 @@ func (p *publisher) loop(ctx context.Context, chk *events.CheckConfig, sched *ev
 		case <-t.C:
 		}
 		last = next
-		if sub, err := events.Subdued(chk.Subdue, next); err != nil {
-			log.Warn("check subdue is invalid; ignored", "err", err)
-		} else if sub {
+		if subdue.Contains(next) {
 			continue
 		}
 		if err := p.publish(ctx, chk, proxy, next); err != nil && ctx.Err() == nil {
