@@ -8,7 +8,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"regexp"
 	"strconv"
 	"time"
 
@@ -18,9 +17,6 @@ import (
 // MaxAPIBody bounds a POST /events body: what fits in one frame, with room for the
 // entity the agent adds.
 const MaxAPIBody = 1 << 20
-
-// validName is the name rule of Sensu's resources.
-var validName = regexp.MustCompile(`^[\w.\-]+$`)
 
 // startAPI listens on api-host:api-port and serves the local agent API in the
 // background; the returned server is shut down by Run, and done is closed once it no
@@ -132,15 +128,15 @@ func (a *Agent) parsePostedEvent(body []byte) (*events.Event, error) {
 	if name == "" {
 		return nil, errors.New("check.metadata.name is missing: name the check the result belongs to")
 	}
-	if !validName.MatchString(name) {
-		return nil, fmt.Errorf("check.metadata.name %q may only hold letters, digits, '_', '.' and '-'", name)
+	if !events.ValidName(name) {
+		return nil, fmt.Errorf("check.metadata.name %q may only hold letters, digits, '_', '.', '-' and ':'", name)
 	}
 	if ns := ev.Check.Metadata.Namespace; ns != "" && ns != a.cfg.Namespace {
 		return nil, fmt.Errorf("check.metadata.namespace %q is not the agent's namespace %q; leave it out", ns, a.cfg.Namespace)
 	}
 	if ev.Entity != nil && ev.Entity.Metadata.Name != "" && ev.Entity.Metadata.Name != a.cfg.Name {
-		if !validName.MatchString(ev.Entity.Metadata.Name) {
-			return nil, fmt.Errorf("entity.metadata.name %q may only hold letters, digits, '_', '.' and '-'", ev.Entity.Metadata.Name)
+		if !events.ValidName(ev.Entity.Metadata.Name) {
+			return nil, fmt.Errorf("entity.metadata.name %q may only hold letters, digits, '_', '.', '-' and ':'", ev.Entity.Metadata.Name)
 		}
 		if ev.Check.ProxyEntityName == "" {
 			ev.Check.ProxyEntityName = ev.Entity.Metadata.Name

@@ -82,6 +82,19 @@ func TestPostEventRejects(t *testing.T) {
 	}
 }
 
+// TestPostEventNamesAsTheServer: the local API takes the names the server takes, ':'
+// included; before, it refused them.
+func TestPostEventNamesAsTheServer(t *testing.T) {
+	a, h := newAPITestAgent(t, 10)
+	body := `{"entity": {"metadata": {"name": "router:1"}}, "check": {"metadata": {"name": "app:health"}, "status": 1}}`
+	if rec := do(h, "POST", "/events", body); rec.Code != 202 {
+		t.Fatalf("%d %s", rec.Code, rec.Body)
+	}
+	if a.queue.Len() != 1 {
+		t.Fatal("the event was not queued")
+	}
+}
+
 func TestPostEventQueueFull(t *testing.T) {
 	_, h := newAPITestAgent(t, 1)
 	body := `{"check": {"metadata": {"name": "a"}}}`
