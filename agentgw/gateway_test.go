@@ -21,9 +21,7 @@ import (
 // does not cancel.
 func TestEventsReadBeforeCloseArePersisted(t *testing.T) {
 	var handled atomic.Int64
-	g := New(Config{Name: "t", Hooks: Hooks{
-		Authenticate:    func(context.Context, string, string) error { return nil },
-		NamespaceExists: func(context.Context, string) (bool, error) { return true, nil },
+	g := startGateway(t, Config{Hooks: Hooks{
 		HandleEvent: func(ctx context.Context, ev *events.Event, keepalive bool) error {
 			select {
 			case <-time.After(50 * time.Millisecond): // a grouped commit's latency
@@ -34,18 +32,7 @@ func TestEventsReadBeforeCloseArePersisted(t *testing.T) {
 			return nil
 		},
 	}})
-	g.SetReady(true)
-	srv := httptest.NewServer(g)
-	defer srv.Close()
-	defer g.Close(context.Background())
-
-	h := http.Header{}
-	h.Set(HeaderAgentName, "a1")
-	h.Set("Authorization", "Basic "+base64.StdEncoding.EncodeToString([]byte("agent:pw")))
-	conn, _, err := websocket.Dial(context.Background(), "ws"+srv.URL[4:], &websocket.DialOptions{HTTPHeader: h})
-	if err != nil {
-		t.Fatal(err)
-	}
+	conn := g.dial(t, "a1", "")
 	for i := 0; i < 10; i++ {
 		ev := &events.Event{Check: &events.Check{}}
 		ev.Check.Metadata.Name = "c"
@@ -69,23 +56,8 @@ func TestEventsReadBeforeCloseArePersisted(t *testing.T) {
 // that write forever, so the ping loop closes a session whose write has not finished
 // within the ping timeout; requests to it are dropped meanwhile, not queued without end.
 func TestAgentThatReadsNothingIsClosed(t *testing.T) {
-	g := New(Config{Name: "t", PingInterval: time.Second, PingTimeout: time.Second, Hooks: Hooks{
-		Authenticate:    func(context.Context, string, string) error { return nil },
-		NamespaceExists: func(context.Context, string) (bool, error) { return true, nil },
-	}})
-	g.SetReady(true)
-	srv := httptest.NewServer(g)
-	defer srv.Close()
-	defer g.Close(context.Background())
-
-	h := http.Header{}
-	h.Set(HeaderAgentName, "deaf")
-	h.Set(HeaderSubscriptions, "linux")
-	h.Set("Authorization", "Basic "+base64.StdEncoding.EncodeToString([]byte("agent:pw")))
-	conn, _, err := websocket.Dial(context.Background(), "ws"+srv.URL[4:], &websocket.DialOptions{HTTPHeader: h})
-	if err != nil {
-		t.Fatal(err)
-	}
+	g := startGateway(t, Config{PingInterval: time.Second, PingTimeout: time.Second})
+	conn := g.dial(t, "deaf", "linux")
 	defer conn.CloseNow()
 	// Never read from conn. 64 KiB requests fill the loopback buffers within a few
 	// hundred; once the writer blocks, the queue fills and deliveries fail.
@@ -106,4 +78,47 @@ func TestAgentThatReadsNothingIsClosed(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	t.Logf("session closed %v after its queue filled", time.Since(start).Round(time.Millisecond))
+}
+
+// testGateway is a gateway that lets every agent in, served over HTTP.
+type testGateway struct {
+	*Gateway
+	url string
+}
+
+// startGateway starts a gateway with cfg, whose Authenticate and NamespaceExists hooks
+// accept everything unless set, and stops it when the test ends.
+func startGateway(t *testing.T, cfg Config) *testGateway {
+	t.Helper()
+	cfg.Name = "t"
+	if cfg.Hooks.Authenticate == nil {
+		cfg.Hooks.Authenticate = func(context.Context, string, string) error { return nil }
+	}
+	if cfg.Hooks.NamespaceExists == nil {
+		cfg.Hooks.NamespaceExists = func(context.Context, string) (bool, error) { return true, nil }
+	}
+	g := New(cfg)
+	g.SetReady(true)
+	srv := httptest.NewServer(g)
+	t.Cleanup(func() {
+		g.Close(context.Background())
+		srv.Close()
+	})
+	return &testGateway{Gateway: g, url: "ws" + srv.URL[4:]}
+}
+
+// dial connects an agent named name with the subscriptions subs (comma-separated).
+func (g *testGateway) dial(t *testing.T, name, subs string) *websocket.Conn {
+	t.Helper()
+	h := http.Header{}
+	h.Set(HeaderAgentName, name)
+	if subs != "" {
+		h.Set(HeaderSubscriptions, subs)
+	}
+	h.Set("Authorization", "Basic "+base64.StdEncoding.EncodeToString([]byte("agent:pw")))
+	conn, _, err := websocket.Dial(context.Background(), g.url, &websocket.DialOptions{HTTPHeader: h})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return conn
 }

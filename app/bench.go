@@ -300,8 +300,8 @@ func benchAgents(ctx context.Context, env *Env, c benchConfig) error {
 	// Hold: keepalives run in each session; check results at the event rate.
 	holdStart := time.Now()
 	ackedBefore := acked.Load()
-	serverCPU0, cpuErr := serverCPU(c.apiURL)
-	commit0, commitErr := serverHistogram(c.apiURL, commitHistogram)
+	// One scrape at each end of the hold: CPU and the commit histogram from the same instant.
+	scrape0, cpuErr := serverMetrics(c.apiURL, serverCPUMetric)
 	benchCPU0 := processCPU()
 	if c.eventRate > 0 {
 		wg.Add(1)
@@ -317,8 +317,7 @@ func benchAgents(ctx context.Context, env *Env, c benchConfig) error {
 	}
 	held := time.Since(holdStart)
 	ackedN := acked.Load() - ackedBefore
-	serverCPU1, cpuErr2 := serverCPU(c.apiURL)
-	commit1, commitErr2 := serverHistogram(c.apiURL, commitHistogram)
+	scrape1, cpuErr2 := serverMetrics(c.apiURL, serverCPUMetric)
 	benchCPU1 := processCPU()
 	memAfter, memErr2 := serverMemory(c.apiURL)
 	stop()
@@ -346,13 +345,13 @@ func benchAgents(ctx context.Context, env *Env, c benchConfig) error {
 		fmt.Fprintf(env.Stdout, "events: sent %d, acknowledged %d = %.0f/s; send→ack latency p50 %s, p99 %s, max %s\n",
 			sent.Load(), ackedN, float64(ackedN)/held.Seconds(),
 			ackLat.pct(0.5).Round(time.Microsecond), ackLat.pct(0.99).Round(time.Microsecond), ackLat.pct(1).Round(time.Microsecond))
-		if commitErr == nil && commitErr2 == nil {
+		if commit0, commit1 := histogramBuckets(scrape0, commitHistogram), histogramBuckets(scrape1, commitHistogram); commit0 != nil && commit1 != nil {
 			fmt.Fprintf(env.Stdout, "server, frame read to commit (%s while holding): p50 %s, p99 %s\n", commitHistogram,
 				fmtQuantile(commit0, commit1, 0.5), fmtQuantile(commit0, commit1, 0.99))
 		}
 	}
 	if cpuErr == nil && cpuErr2 == nil {
-		used := serverCPU1 - serverCPU0
+		used := scrape1[serverCPUMetric] - scrape0[serverCPUMetric]
 		perEvent := ""
 		if ackedN > 0 {
 			perEvent = fmt.Sprintf(" (%.0f µs per acknowledged event)", used/float64(ackedN)*1e6)
@@ -560,14 +559,8 @@ type serverMem struct {
 	rss, heap, stack int64
 }
 
-// serverCPU reads the CPU seconds the server process has used from its /metrics.
-func serverCPU(apiURL string) (float64, error) {
-	m, err := serverMetrics(apiURL, "process_cpu_seconds_total")
-	return m["process_cpu_seconds_total"], err
-}
-
-// serverMetrics reads the named unlabelled metrics from the server's /metrics, failing
-// when one is missing.
+// serverMetrics reads every sample of the server's /metrics, keyed by series as written
+// (name, and labels if any), failing when one of names is missing.
 func serverMetrics(apiURL string, names ...string) (map[string]float64, error) {
 	if apiURL == "" {
 		return nil, errors.New("no --api-url")
@@ -577,21 +570,24 @@ func serverMetrics(apiURL string, names ...string) (map[string]float64, error) {
 		return nil, err
 	}
 	defer resp.Body.Close()
-	want := map[string]bool{}
-	for _, n := range names {
-		want[n] = true
-	}
 	out := map[string]float64{}
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for sc.Scan() {
-		name, v, ok := strings.Cut(sc.Text(), " ")
-		if !ok || !want[name] {
+		line := sc.Text()
+		if strings.HasPrefix(line, "#") {
 			continue
 		}
-		if f, err := strconv.ParseFloat(strings.TrimSpace(v), 64); err == nil {
-			out[name] = f
+		i := strings.LastIndexByte(line, ' ')
+		if i < 0 {
+			continue
 		}
+		if f, err := strconv.ParseFloat(line[i+1:], 64); err == nil {
+			out[line[:i]] = f
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return nil, err
 	}
 	for _, n := range names {
 		if _, ok := out[n]; !ok {
@@ -601,43 +597,30 @@ func serverMetrics(apiURL string, names ...string) (map[string]float64, error) {
 	return out, nil
 }
 
+// serverCPUMetric is the server's CPU seconds used.
+const serverCPUMetric = "process_cpu_seconds_total"
+
 // commitHistogram is the server's histogram of read-to-commit times of agent events.
 const commitHistogram = "picket_agent_event_commit_seconds"
 
-// serverHistogram reads the cumulative buckets of a histogram from the server's
-// /metrics: upper bound (+Inf last) → count.
-func serverHistogram(apiURL, name string) (map[float64]float64, error) {
-	if apiURL == "" {
-		return nil, errors.New("no --api-url")
-	}
-	resp, err := http.Get(strings.TrimRight(apiURL, "/") + "/metrics")
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
+// histogramBuckets picks the cumulative buckets of histogram name out of a scrape: upper
+// bound (+Inf included) → count; nil when the scrape has none.
+func histogramBuckets(m map[string]float64, name string) map[float64]float64 {
 	prefix := name + `_bucket{le="`
-	out := map[float64]float64{}
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		rest, ok := strings.CutPrefix(sc.Text(), prefix)
+	var out map[float64]float64
+	for series, n := range m {
+		le, ok := strings.CutPrefix(series, prefix)
 		if !ok {
 			continue
 		}
-		le, count, ok := strings.Cut(rest, `"} `)
-		if !ok {
-			continue
-		}
-		bound, err1 := strconv.ParseFloat(le, 64)
-		n, err2 := strconv.ParseFloat(strings.TrimSpace(count), 64)
-		if err1 == nil && err2 == nil {
+		if bound, err := strconv.ParseFloat(strings.TrimSuffix(le, `"}`), 64); err == nil {
+			if out == nil {
+				out = map[float64]float64{}
+			}
 			out[bound] = n
 		}
 	}
-	if len(out) == 0 {
-		return nil, fmt.Errorf("%s missing from %s/metrics", name, apiURL)
-	}
-	return out, sc.Err()
+	return out
 }
 
 // histQuantile estimates quantile q of the observations between two readings of a

@@ -1,7 +1,10 @@
 package app
 
 import (
+	"fmt"
 	"math"
+	"net/http"
+	"net/http/httptest"
 	"testing"
 )
 
@@ -34,5 +37,36 @@ func TestHistQuantile(t *testing.T) {
 	}
 	if _, _, _, ok := histQuantile(before, before, 0.5); ok {
 		t.Error("a quantile of no observations")
+	}
+}
+
+// TestServerMetricsScrape: one scrape gives plain samples by name and a histogram's
+// buckets by bound; a missing name is an error naming it.
+func TestServerMetricsScrape(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprint(w, `# HELP process_cpu_seconds_total CPU.
+# TYPE process_cpu_seconds_total counter
+process_cpu_seconds_total 12.5
+picket_agent_event_commit_seconds_bucket{le="0.001"} 3
+picket_agent_event_commit_seconds_bucket{le="0.002"} 7
+picket_agent_event_commit_seconds_bucket{le="+Inf"} 9
+picket_agent_event_commit_seconds_sum 0.01
+picket_agent_event_commit_seconds_count 9
+`)
+	}))
+	defer srv.Close()
+	m, err := serverMetrics(srv.URL, serverCPUMetric)
+	if err != nil || m[serverCPUMetric] != 12.5 {
+		t.Fatalf("scrape: %v %v", m, err)
+	}
+	b := histogramBuckets(m, commitHistogram)
+	if len(b) != 3 || b[0.001] != 3 || b[0.002] != 7 || b[math.Inf(1)] != 9 {
+		t.Fatalf("buckets %v", b)
+	}
+	if histogramBuckets(m, "nope") != nil {
+		t.Fatal("buckets of a histogram the scrape lacks")
+	}
+	if _, err := serverMetrics(srv.URL, "go_memstats_heap_inuse_bytes"); err == nil {
+		t.Fatal("a missing metric was not reported")
 	}
 }
