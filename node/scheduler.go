@@ -123,6 +123,10 @@ func (p *publisher) start(ctx context.Context, kv etcdx.KV) {
 		return
 	}
 	proxy := compileProxyAttrs(chk)
+	subdue, err := events.ParseSubdue(chk.Subdue)
+	if err != nil {
+		p.n.log.Warn("check subdue is invalid; ignored", "check", chk.Metadata.Name, "err", err)
+	}
 	cctx, cancel := context.WithCancel(ctx)
 	p.mu.Lock()
 	p.run[kv.Key] = cancel
@@ -130,7 +134,7 @@ func (p *publisher) start(ctx context.Context, kv etcdx.KV) {
 	p.wg.Add(1)
 	go func() {
 		defer p.wg.Done()
-		p.loop(cctx, chk, sched, proxy)
+		p.loop(cctx, chk, sched, proxy, subdue)
 	}()
 }
 
@@ -161,13 +165,10 @@ func nextTick(chk *events.CheckConfig, sched *events.Schedule, now time.Time) ti
 	return events.NextRun(chk.Metadata.Name, time.Duration(chk.Interval)*time.Second, now)
 }
 
-func (p *publisher) loop(ctx context.Context, chk *events.CheckConfig, sched *events.Schedule, proxy proxyAttrs) {
+// loop publishes chk's ticks until ctx ends. Its cron, proxy attributes and subdue were
+// compiled once by start, which runs again whenever the check changes.
+func (p *publisher) loop(ctx context.Context, chk *events.CheckConfig, sched *events.Schedule, proxy proxyAttrs, subdue events.Windows) {
 	log := p.n.log.With("check", chk.Metadata.Name, "namespace", chk.Metadata.Namespace)
-	// Parsed once: the loop restarts whenever the check changes.
-	subdue, err := events.ParseSubdue(chk.Subdue)
-	if err != nil {
-		log.Warn("check subdue is invalid; ignored", "err", err)
-	}
 	last := time.Time{}
 	for {
 		now := time.Now()
