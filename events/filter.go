@@ -62,7 +62,7 @@ func CompileFilter(f *EventFilter) (*Filter, error) {
 
 // parseWhen reads a filter's when, which has the shape of a check's subdue.
 func parseWhen(raw json.RawMessage) (Windows, error) {
-	w, err := parseSubdue(raw)
+	w, err := ParseSubdue(raw)
 	if err != nil {
 		return nil, errors.New("when: " + strings.TrimPrefix(err.Error(), "subdue: "))
 	}

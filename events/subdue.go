@@ -10,32 +10,8 @@ import (
 	"time"
 )
 
-// Subdued reports whether t falls in one of the time windows of a check's subdue, the
-// Sensu Go shape
-//
-//	{"days": {"all": [{"begin": "5:00 PM", "end": "8:00 AM"}], "monday": [...], ...}}
-//
-// where a scheduler publishes no requests for the check. An empty or null subdue subdues
-// nothing. Times are "3:04 PM", "3:04PM", "3PM" or "15:04", optionally followed by a zone
-// ("5:00 PM UTC", "5:00 PM Europe/Berlin", "17:00 +02:00"); a window without a zone is in
-// UTC, as in Sensu. A window includes its begin and excludes its end; one whose end is not
-// after its begin crosses midnight, so a "friday" window from 10:00 PM to 2:00 AM lasts
-// until Saturday 2:00 AM (Sensu reads it as two pieces of Friday), and one that begins and
-// ends at the same time lasts a whole day. A malformed subdue is an error, whatever t is.
-func Subdued(raw json.RawMessage, t time.Time) (bool, error) {
-	windows, err := ParseSubdue(raw)
-	if err != nil {
-		return false, err
-	}
-	return windows.Contains(t), nil
-}
-
-// Windows are the parsed time windows of a subdue (or of a filter's when).
+// Windows are the parsed time windows of a check's subdue (or of a filter's when).
 type Windows []subdueWindow
-
-// ParseSubdue parses a check's subdue once, for a scheduler that asks on every tick; see
-// Subdued for the shape.
-func ParseSubdue(raw json.RawMessage) (Windows, error) { return parseSubdue(raw) }
 
 // Contains reports whether t falls in one of the windows.
 func (ws Windows) Contains(t time.Time) bool {
@@ -60,7 +36,19 @@ var subdueDays = map[string]int{
 	"thursday": 4, "friday": 5, "saturday": 6,
 }
 
-func parseSubdue(raw json.RawMessage) (Windows, error) {
+// ParseSubdue parses the time windows of a check's subdue, the Sensu Go shape
+//
+//	{"days": {"all": [{"begin": "5:00 PM", "end": "8:00 AM"}], "monday": [...], ...}}
+//
+// in which a scheduler publishes no requests for the check (Windows.Contains). An empty
+// or null subdue subdues nothing. Times are "3:04 PM", "3:04PM", "3PM" or "15:04",
+// optionally followed by a zone ("5:00 PM UTC", "5:00 PM Europe/Berlin", "17:00 +02:00");
+// a window without a zone is in UTC, as in Sensu. A window includes its begin and
+// excludes its end; one whose end is not after its begin crosses midnight, so a "friday"
+// window from 10:00 PM to 2:00 AM lasts until Saturday 2:00 AM (Sensu reads it as two
+// pieces of Friday), and one that begins and ends at the same time lasts a whole day. A
+// malformed window is an error, whichever the others are.
+func ParseSubdue(raw json.RawMessage) (Windows, error) {
 	raw = bytes.TrimSpace(raw)
 	if len(raw) == 0 || string(raw) == "null" {
 		return nil, nil
