@@ -3,6 +3,7 @@ package events
 import (
 	"encoding/json"
 	"fmt"
+	"strings"
 )
 
 // CheckConfig is a check definition: what to run, where (subscriptions), how often
@@ -134,6 +135,9 @@ func (c *CheckConfig) Validate() error {
 	p.nonEmptyItems("handlers", c.Handlers)
 	p.nonEmptyItems("output_metric_handlers", c.OutputMetricHandlers)
 	validateCheckHooks(&p, c.CheckHooks)
+	if _, err := ParseSubdue(c.Subdue); err != nil {
+		p.add("subdue", "%s", strings.TrimPrefix(err.Error(), "subdue: "))
+	}
 	if c.Aggregate != "" && !nameRE.MatchString(c.Aggregate) {
 		p.add("aggregate", "%q is not a valid aggregate name; use only letters, digits, '_', '.', '-' or ':'", c.Aggregate)
 	}

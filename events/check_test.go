@@ -47,3 +47,19 @@ func TestCheckHooksValidation(t *testing.T) {
 		t.Errorf("valid check_hooks refused: %v", err)
 	}
 }
+
+// TestCheckSubdueValidation: a subdue the scheduler could not read is refused, naming
+// the window; a valid or absent one passes.
+func TestCheckSubdueValidation(t *testing.T) {
+	c := &CheckConfig{Command: "x", Interval: 10, Subdue: []byte(`{"days":{"all":[{"begin":"25:00","end":"6:00 PM"}]}}`)}
+	c.Metadata.Name = "c"
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), `subdue: days.all[0].begin: "25:00" is not a time of day`) {
+		t.Fatalf("bad subdue: %v", err)
+	}
+	for _, ok := range []string{``, `null`, `{"days":{"all":[{"begin":"5:00 PM","end":"8:00 AM"}]}}`} {
+		c.Subdue = []byte(ok)
+		if err := c.Validate(); err != nil {
+			t.Errorf("subdue %q refused: %v", ok, err)
+		}
+	}
+}
