@@ -31,8 +31,9 @@ import (
 
 const benchDescription = `Simulates agents speaking the real agent protocol from one process, to measure a
 backend: how fast agents connect, how many events per second it accepts (acknowledged,
-so persisted), the latency from send to acknowledgement, and the server's memory per
-connected agent (read from the server's /metrics before and after connecting).
+so persisted), the latency from send to acknowledgement and, from the server's
+/metrics, its own latency from reading an event to committing it, its CPU per event,
+and its memory per connected agent (read before and after connecting).
 
 Modes:
   agents   N simulated agents with keepalives and an optional event rate
