@@ -72,3 +72,39 @@ func BenchmarkEventCodecDecodeUnknown(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkEventCodecCompact measures the form events are stored in against the full
+// form on the same stored event: encoding it, and reading the stored bytes back. Bytes
+// per op is the size of each form.
+func BenchmarkEventCodecCompact(b *testing.B) {
+	var ev Event
+	if err := json.Unmarshal([]byte(benchEventJSON), &ev); err != nil {
+		b.Fatal(err)
+	}
+	for _, form := range []struct {
+		name string
+		enc  func() ([]byte, error)
+	}{{"full", ev.MarshalJSON}, {"compact", ev.MarshalCompact}} {
+		data, err := form.enc()
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Run(form.name+"/encode", func(b *testing.B) {
+			b.SetBytes(int64(len(data)))
+			for b.Loop() {
+				if _, err := form.enc(); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run(form.name+"/decode", func(b *testing.B) {
+			b.SetBytes(int64(len(data)))
+			for b.Loop() {
+				var back Event
+				if err := back.UnmarshalJSON(data); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

@@ -236,6 +236,20 @@ func TestAgentEventsAndBadFrames(t *testing.T) {
 	if ev.Check.Status != 0 || len(ev.Check.History) != 2 || ev.Check.History[0].Status != 2 || ev.Check.State != "passing" {
 		t.Fatalf("event state: %+v", ev.Check)
 	}
+	// Stored compact, without its empty fields; the API shows it whole, one event or a list.
+	kv, err := n.Store().Get(context.Background(), "/picket/events/default/web1/disk")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := string(kv.Value); strings.Contains(s, `"status":0`) || strings.Contains(s, "runtime_assets") || !strings.Contains(s, `"history":[{"status":2,`) {
+		t.Errorf("stored event is not compact: %s", s)
+	}
+	for _, path := range []string{"/api/core/v2/namespaces/default/events/web1/disk", "/api/core/v2/namespaces/default/events"} {
+		_, body := adminCall(t, n, "GET", path, "")
+		if s := string(body); !strings.Contains(s, `"status":0,"total_state_change":`) || !strings.Contains(s, `"runtime_assets":null`) || !strings.Contains(s, `{"status":0,"executed":`) {
+			t.Errorf("GET %s does not show the event whole: %s", path, s)
+		}
+	}
 	var ent events.Entity
 	if st := apiGet(t, n, "/api/core/v2/namespaces/default/entities/web1", &ent); st != 200 || ent.LastSeen == 0 {
 		t.Fatalf("entity from keepalive: %d %+v", st, ent)

@@ -107,7 +107,9 @@ func (n *Node) writeEvent(ctx context.Context, ev *events.Event, now time.Time, 
 	}
 	for attempt := 0; attempt < 8; attempt++ {
 		events.UpdateState(e.state, ev, now)
-		val, err := ev.MarshalJSON() // directly: json.Marshal would re-scan and compact the output
+		// Stored compact, without its empty fields: a quarter fewer bytes for etcd to copy
+		// and write. The API shows stored events in full again.
+		val, err := ev.MarshalCompact()
 		if err != nil {
 			return false, err
 		}

@@ -264,8 +264,16 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request, rt route, p *Princ
 }
 
 // present turns a stored value into its API form: users lose their password hash
-// except for cluster admins, who need it for dump and restore.
+// except for cluster admins, who need it for dump and restore; events, stored compact
+// (events.Event.MarshalCompact), get back the fields left out as empty.
 func (s *Server) present(k events.Kind, val []byte, p *Principal) ([]byte, error) {
+	if k.Plural == "events" {
+		ev := &events.Event{}
+		if err := ev.UnmarshalJSON(val); err != nil {
+			return nil, err
+		}
+		return ev.MarshalJSON()
+	}
 	if k.Plural != "users" || p.Role == RoleClusterAdmin {
 		return val, nil
 	}

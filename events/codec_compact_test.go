@@ -1,0 +1,181 @@
+package events
+
+import (
+	"bytes"
+	"encoding/json"
+	"math/rand/v2"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+// withoutEmptyLists sets every empty list and map held in a field of a struct in v to
+// none: the one difference the compact form does not keep (omitempty leaves out fields,
+// not the elements of a list).
+func withoutEmptyLists(v reflect.Value) { emptyListsToNone(v, false) }
+
+func emptyListsToNone(v reflect.Value, field bool) {
+	if v.Type() == rawType {
+		return
+	}
+	switch v.Kind() {
+	case reflect.Pointer, reflect.Interface:
+		if !v.IsNil() {
+			emptyListsToNone(v.Elem(), false)
+		}
+	case reflect.Slice, reflect.Map:
+		if field && v.Len() == 0 && !v.IsNil() {
+			v.SetZero()
+			return
+		}
+		if v.Kind() == reflect.Slice {
+			for i := 0; i < v.Len(); i++ {
+				emptyListsToNone(v.Index(i), false)
+			}
+			return
+		}
+		for it := v.MapRange(); it.Next(); {
+			e := reflect.New(v.Type().Elem()).Elem()
+			e.Set(it.Value())
+			emptyListsToNone(e, false)
+			v.SetMapIndex(it.Key(), e)
+		}
+	case reflect.Array:
+		for i := 0; i < v.Len(); i++ {
+			emptyListsToNone(v.Index(i), false)
+		}
+	case reflect.Struct:
+		for i := 0; i < v.NumField(); i++ {
+			if f := v.Field(i); f.CanSet() {
+				emptyListsToNone(f, true)
+			}
+		}
+	}
+}
+
+// TestCompactRoundTrip: on random events, the compact form reads back as the event it
+// was written from (empty lists read back as none): it encodes in full exactly as that
+// event read back from its full form does; and it is never longer than the full form.
+func TestCompactRoundTrip(t *testing.T) {
+	n := 400
+	if testing.Short() {
+		n = 50
+	}
+	rng := rand.New(rand.NewPCG(5, 6))
+	compacted := 0
+	for i := 0; i < n; i++ {
+		ev := &Event{}
+		randomFill(rng, reflect.ValueOf(ev).Elem(), 0)
+		full, err := ev.MarshalJSON()
+		if err != nil {
+			continue // the full form refuses it too (a float JSON cannot hold)
+		}
+		compact, err := ev.MarshalCompact()
+		if err != nil {
+			t.Fatalf("random %d: %v\n full: %s", i, err, full)
+		}
+		if len(compact) > len(full) {
+			t.Fatalf("random %d: compact form of %d bytes, full form of %d\n compact: %s\n full:    %s", i, len(compact), len(full), compact, full)
+		}
+		if len(compact) < len(full) {
+			compacted++
+		}
+		back := &Event{}
+		if err := back.UnmarshalJSON(compact); err != nil {
+			t.Fatalf("random %d: compact form does not read back: %v\n%s", i, err, compact)
+		}
+		again, err := back.MarshalJSON()
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Compared with the full form read back, which turns invalid UTF-8 into U+FFFD.
+		// An event with unknown keys is stored in full, empty lists and all.
+		if !bytes.Equal(compact, full) {
+			withoutEmptyLists(reflect.ValueOf(ev).Elem())
+		}
+		normal, _ := ev.MarshalJSON()
+		fromFull := &Event{}
+		if err := fromFull.UnmarshalJSON(normal); err != nil {
+			t.Fatal(err)
+		}
+		want, _ := fromFull.MarshalJSON()
+		if !bytes.Equal(again, want) {
+			t.Fatalf("random %d: read back from the compact form, the event encodes differently\n got:  %s\n want: %s\n compact: %s", i, again, want, compact)
+		}
+	}
+	if compacted < n/2 {
+		t.Errorf("only %d of %d random events were shorter in the compact form", compacted, n)
+	}
+}
+
+// TestCompactEvent: a typical stored event loses its empty fields, keeps the rest, and is
+// much shorter; an event with keys Picket does not know is stored in full, keeping them.
+func TestCompactEvent(t *testing.T) {
+	ev := &Event{}
+	full := `{"timestamp":1795313287,"entity":{"metadata":{"name":"web-01","namespace":"default"},"entity_class":"agent",` +
+		`"system":{"hostname":"web-01","os":"linux","arch":"amd64"},"subscriptions":["linux","entity:web-01"]},` +
+		`"check":{"metadata":{"name":"cpu","namespace":"default"},"command":"check-cpu.sh","interval":10,"handlers":["slack"],` +
+		`"executed":1795313287,"history":[{"status":0,"executed":1795313277},{"status":2,"executed":1795313287}],` +
+		`"output":"CPU CRITICAL","state":"failing","status":2,"occurrences":1,"occurrences_watermark":1},"id":"8466aea89cad2e3c5030cbd5030cbff5"}`
+	if err := ev.UnmarshalJSON([]byte(full)); err != nil {
+		t.Fatal(err)
+	}
+	expanded, _ := ev.MarshalJSON()
+	compact, err := ev.MarshalCompact()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, empty := range []string{`null`, `:0,`, `:0}`, `:false`, `:""`, `"status":0`} {
+		if strings.Contains(string(compact), empty) {
+			t.Errorf("compact form holds %s:\n%s", empty, compact)
+		}
+	}
+	for _, kept := range []string{`"history":[{"executed":1795313277},{"status":2,"executed":1795313287}]`, `"handlers":["slack"]`, `"occurrences":1`, `"metadata":{"name":"cpu","namespace":"default"}`} {
+		if !strings.Contains(string(compact), kept) {
+			t.Errorf("compact form lacks %s:\n%s", kept, compact)
+		}
+	}
+	if len(compact)*3 > len(expanded)*2 {
+		t.Errorf("compact form of %d bytes against %d in full; want at most two thirds", len(compact), len(expanded))
+	}
+	back := &Event{}
+	if err := back.UnmarshalJSON(compact); err != nil {
+		t.Fatal(err)
+	}
+	if again, _ := back.MarshalJSON(); !bytes.Equal(again, expanded) {
+		t.Errorf("read back:\n got:  %s\n want: %s", again, expanded)
+	}
+
+	unknown := &Event{}
+	if err := json.Unmarshal([]byte(strings.Replace(full, `"command"`, `"future_field":{"a":1},"command"`, 1)), unknown); err != nil {
+		t.Fatal(err)
+	}
+	got, err := unknown.MarshalCompact()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want, _ := unknown.MarshalJSON(); !bytes.Equal(got, want) {
+		t.Errorf("an event with unknown keys is not stored in full:\n got:  %s\n want: %s", got, want)
+	}
+}
+
+// TestCompactTypes: the compact type of an event has its layout; a type with methods of
+// its own is kept as it is.
+func TestCompactTypes(t *testing.T) {
+	o := deepPlanFor(reflect.TypeFor[Event]()).overlay
+	c := compactType(o)
+	if c == o {
+		t.Fatal("the event overlay has no compact type")
+	}
+	if c.Size() != o.Size() || c.Align() != o.Align() || c.NumField() != o.NumField() {
+		t.Fatalf("compact type of %d bytes (align %d), overlay of %d (align %d)", c.Size(), c.Align(), o.Size(), o.Align())
+	}
+	if tag := c.Field(0).Tag.Get("json"); o.Field(0).Tag.Get("json") != "-" && !strings.HasSuffix(tag, ",omitempty") && c.Field(0).Type.Kind() != reflect.Struct {
+		t.Errorf("first field's tag %q has no omitempty", tag)
+	}
+	for _, kept := range []reflect.Type{reflect.TypeFor[json.RawMessage](), reflect.TypeFor[Entity](), reflect.TypeFor[int]()} {
+		if got := compactType(kept); got != kept {
+			t.Errorf("compact type of %v is %v", kept, got)
+		}
+	}
+}
