@@ -211,3 +211,17 @@ func BenchmarkEventJSON(b *testing.B) {
 		}
 	}
 }
+
+// TestValidNameIsNameRE: ValidName, written out for speed, answers as nameRE does, for
+// every single byte and for names built from them.
+func TestValidNameIsNameRE(t *testing.T) {
+	cases := []string{"", "web-01", "a:b", "a b", "é", "a/b", "..", "x\n"}
+	for c := 0; c < 256; c++ {
+		cases = append(cases, string(rune(c)), "ok"+string([]byte{byte(c)}), string([]byte{byte(c)})+"ok")
+	}
+	for _, s := range cases {
+		if got, want := ValidName(s), nameRE.MatchString(s); got != want {
+			t.Errorf("ValidName(%q) = %v, nameRE says %v", s, got, want)
+		}
+	}
+}

@@ -19,7 +19,11 @@ const historyLen = 21
 // for any other. last_ok is the executed time of the latest result with status 0, also
 // while flapping (Sensu leaves it behind then).
 func UpdateEventState(prev, next *Event, now time.Time) {
-	UpdateState(StateOf(prev), next, now)
+	if p, ok := StateOf(prev); ok {
+		UpdateState(&p, next, now)
+		return
+	}
+	UpdateState(nil, next, now)
 }
 
 // CheckState is what a result's state is computed from: the history, state, last_ok and
@@ -30,14 +34,14 @@ type CheckState struct {
 	LastOK, Occurrences, Watermark int64
 }
 
-// StateOf returns the state of ev's check; nil when ev or its check is nil.
-func StateOf(ev *Event) *CheckState {
+// StateOf returns the state of ev's check; false when ev or its check is nil.
+func StateOf(ev *Event) (CheckState, bool) {
 	if ev == nil || ev.Check == nil {
-		return nil
+		return CheckState{}, false
 	}
 	c := ev.Check
-	return &CheckState{History: c.History, State: c.State, LastOK: c.LastOK,
-		Occurrences: c.Occurrences, Watermark: c.OccurrencesWatermark}
+	return CheckState{History: c.History, State: c.State, LastOK: c.LastOK,
+		Occurrences: c.Occurrences, Watermark: c.OccurrencesWatermark}, true
 }
 
 // UpdateState is UpdateEventState from the state of the previous event alone (nil for
