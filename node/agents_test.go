@@ -201,6 +201,41 @@ func TestGatewayHandshake(t *testing.T) {
 	ok.next(agentgw.TypeEntityConfig, 5*time.Second)
 }
 
+// TestResentEventIsStoredOnce: an agent resends an event whose ack it lost; the server
+// acknowledges it again and does not store it twice, also when other results of the same
+// check came in between (up to the last 16 results are remembered).
+func TestResentEventIsStoredOnce(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a real etcd member")
+	}
+	n := nodetest.Start(t)
+	a, err := dialAgent(t, n.AgentURL, "resend1", "default", "agent", nodetest.AgentPassword, []string{"linux"}, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.next(agentgw.TypeEntityConfig, 5*time.Second)
+	send := func(id string, status uint32) {
+		t.Helper()
+		a.send(agentgw.TypeEvent, result("resend1", "disk", status, id))
+		if ack := a.next(agentgw.TypeAck, 5*time.Second); !strings.Contains(ack, id) {
+			t.Fatalf("ack for %s: %s", id, ack)
+		}
+	}
+	send("first", 2)
+	send("first", 2) // the ack was lost: the same result again
+	for i := 0; i < 5; i++ {
+		send(fmt.Sprintf("later-%d", i), 0)
+	}
+	send("first", 2) // resent late, after others
+	var ev events.Event
+	if st := apiGet(t, n, "/api/core/v2/namespaces/default/events/resend1/disk", &ev); st != 200 {
+		t.Fatalf("event: %d", st)
+	}
+	if len(ev.Check.History) != 6 || ev.ID != "later-4" || ev.Check.Status != 0 {
+		t.Fatalf("stored: id %s, status %d, history %+v; want later-4, 0 and 6 results", ev.ID, ev.Check.Status, ev.Check.History)
+	}
+}
+
 func TestAgentEventsAndBadFrames(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a real etcd member")

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"sync"
 	"time"
 
@@ -41,17 +42,26 @@ type stateEntry struct {
 	// result an agent resends (its ack was lost) is acknowledged, not stored twice.
 	recent [16]string
 	next   int
+	// idSum and recentSum are short hashes of id and recent, compared first: the
+	// strings themselves lie elsewhere in memory, a cache miss each.
+	idSum     uint32
+	recentSum [16]uint32
 }
+
+var idSeed = maphash.MakeSeed()
+
+func idHash(id string) uint32 { return uint32(maphash.String(idSeed, id)) }
 
 func (e *stateEntry) seen(id string) bool {
 	if id == "" {
 		return false
 	}
-	if e.id == id {
+	h := idHash(id)
+	if e.idSum == h && e.id == id {
 		return true
 	}
-	for _, r := range e.recent {
-		if r == id {
+	for i, s := range e.recentSum {
+		if s == h && e.recent[i] == id {
 			return true
 		}
 	}
@@ -127,7 +137,7 @@ func (n *Node) writeEvent(ctx context.Context, ev *events.Event, now time.Time, 
 		if res.Written {
 			e.setStored(ev, res.Rev)
 			if ev.ID != "" {
-				e.recent[e.next%len(e.recent)] = ev.ID
+				e.recent[e.next%len(e.recent)], e.recentSum[e.next%len(e.recent)] = ev.ID, idHash(ev.ID)
 				e.next++
 			}
 			return true, nil
@@ -155,8 +165,8 @@ func (n *Node) writeEvent(ctx context.Context, ev *events.Event, now time.Time, 
 // event gets a fresh one (events.UpdateState).
 func (e *stateEntry) setStored(ev *events.Event, rev int64) {
 	e.state, e.hasState = events.StateOf(ev)
-	e.id, e.rev = "", rev
+	e.id, e.idSum, e.rev = "", 0, rev
 	if ev != nil {
-		e.id = ev.ID
+		e.id, e.idSum = ev.ID, idHash(ev.ID)
 	}
 }
