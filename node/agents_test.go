@@ -387,6 +387,10 @@ func TestKeepaliveMonitor(t *testing.T) {
 	}
 	waitStatus(0)
 	waitStatus(1) // warning after the 2 s warning timeout
+	// The monitor's fenced write stores compact too, as the grouped writer does.
+	if kv, err := n.Store().Get(context.Background(), "/picket/events/default/quiet1/keepalive"); err != nil || strings.Contains(string(kv.Value), `"runtime_assets"`) {
+		t.Errorf("keepalive event from the monitor not stored compact (%v): %s", err, kv.Value)
+	}
 	a.send(agentgw.TypeKeepalive, keepalive("quiet1", 2))
 	waitStatus(0)
 }
