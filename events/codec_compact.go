@@ -2,6 +2,7 @@ package events
 
 import (
 	"reflect"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -11,21 +12,22 @@ import (
 // Compact encoding: how the server stores events.
 //
 // The API, handlers and mutators see an event with every field, as Sensu writes it:
-// "handlers": null, "occurrences": 0 and all. Stored that way, a quarter of an event's
-// bytes are empty fields, and etcd copies every stored byte half a dozen times on its
-// way to disk (raft request, WAL record, applied entry, MVCC record, page cache). The
-// compact form leaves out every field that holds its zero value; read back, the missing
-// fields are zero again, so decoding gives the same event. The API writes stored events
-// in the full form again (node/api).
+// "occurrences": 0, "proxy_entity_name": "" and all. Stored that way, a third of an
+// event's bytes are empty fields, and etcd copies every stored byte about six times on
+// its way to disk (raft request, WAL record, applied entry, MVCC record, compare, page
+// cache). The compact form leaves out every string, bool, integer and pointer field that
+// holds its zero value; read back, the missing fields are zero again, so decoding gives
+// the same event. Lists, maps and floats are written as they are: an empty list and none
+// differ for handlers ("subscriptions": [] of a keepalive event), and -0 is not 0. The API
+// writes stored events in the full form again (node/api).
 //
-// The one thing the compact form does not keep is the difference between an empty list
-// or map and none: both are left out and read back as none, which the API shows as null.
-//
-// The compact types are overlays (codec_overlay.go) with omitempty on every field that
-// is not a struct or an array, and plain structs of exported fields (such as History)
-// rebuilt the same way. They have their Go type's layout, checked field by field when
-// built; a type that cannot be rebuilt (methods, unexported or embedded fields, a layout
-// that does not check out) is kept, and encodes in full.
+// The compact types are overlays (codec_overlay.go) with omitempty on those fields, and
+// plain structs of exported fields (such as History) rebuilt the same way. They have
+// their Go type's layout, checked field by field when built; a type that cannot be
+// rebuilt (methods, unexported or embedded fields, a layout that does not check out) is
+// kept, and encodes in full. A struct type that contains itself keeps its own type where
+// it does, and that kept type is cached as its compact type: correct (it encodes in
+// full), only less compact, as with the deep plans (codec.go).
 
 var (
 	compactTypes sync.Map // reflect.Type -> reflect.Type
@@ -93,30 +95,39 @@ func compactStruct(t reflect.Type, building map[reflect.Type]bool) reflect.Type 
 		}
 		ft := buildCompact(sf.Type, building)
 		tag := sf.Tag.Get("json")
-		if tag != "-" {
-			if k := ft.Kind(); k != reflect.Struct && k != reflect.Array && !strings.Contains(tag+",", ",omitempty,") {
-				tag += ",omitempty"
+		if tag != "-" && omittable(ft.Kind()) && !strings.Contains(tag+",", ",omitempty,") {
+			if tag == "" {
+				tag = sf.Name
 			}
-			if tag == ",omitempty" {
-				tag = sf.Name + tag
-			}
+			tag += ",omitempty"
 		}
 		changed = changed || ft != sf.Type || tag != sf.Tag.Get("json")
-		sfs[i] = reflect.StructField{Name: sf.Name, Type: ft, Tag: reflect.StructTag(`json:"` + tag + `"`)}
+		sfs[i] = reflect.StructField{Name: sf.Name, Type: ft, Tag: reflect.StructTag(`json:` + strconv.Quote(tag))}
 	}
 	if !changed {
 		return t
 	}
 	c := reflect.StructOf(sfs)
-	if c.Size() != t.Size() || c.Align() != t.Align() {
+	offsets := make([]uintptr, t.NumField())
+	for i := range offsets {
+		offsets[i] = t.Field(i).Offset
+	}
+	if !laidOut(c, t.Size(), uintptr(t.Align()), offsets) {
 		return t
 	}
-	for i := range sfs {
-		if c.Field(i).Offset != t.Field(i).Offset || c.Field(i).Type.Size() != t.Field(i).Type.Size() {
-			return t
-		}
-	}
 	return c
+}
+
+// omittable reports whether a field of kind k is left out of the compact form when zero:
+// strings, bools, integers and pointers, whose zero value reads back the same.
+func omittable(k reflect.Kind) bool {
+	switch k {
+	case reflect.String, reflect.Bool, reflect.Pointer,
+		reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return true
+	}
+	return false
 }
 
 // MarshalCompact encodes the event in the compact form, the form events are stored in.

@@ -82,15 +82,24 @@ func overlayOf(t reflect.Type, p *deepPlan) reflect.Type {
 		add(reflect.StructField{Name: fmt.Sprintf("Pad%d", hidden), Type: reflect.ArrayOf(int(t.Size()-cur), byteType), Tag: `json:"-"`}, cur)
 	}
 	o := reflect.StructOf(sfs)
-	if o.Size() != t.Size() || o.Align() != t.Align() {
+	if !laidOut(o, t.Size(), uintptr(t.Align()), at) {
 		return nil
 	}
-	for i := range sfs {
-		if f := o.Field(i); f.Offset != at[i] || f.Type.Size() != sfs[i].Type.Size() {
-			return nil
+	return o
+}
+
+// laidOut reports whether struct type o has the given size and alignment and its i-th
+// field at offsets[i].
+func laidOut(o reflect.Type, size, align uintptr, offsets []uintptr) bool {
+	if o.Size() != size || uintptr(o.Align()) != align || o.NumField() != len(offsets) {
+		return false
+	}
+	for i, off := range offsets {
+		if o.Field(i).Offset != off {
+			return false
 		}
 	}
-	return o
+	return true
 }
 
 var byteType = reflect.TypeFor[byte]()

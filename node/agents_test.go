@@ -276,12 +276,12 @@ func TestAgentEventsAndBadFrames(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s := string(kv.Value); strings.Contains(s, `"status":0`) || strings.Contains(s, "runtime_assets") || !strings.Contains(s, `"history":[{"status":2,`) {
+	if s := string(kv.Value); strings.Contains(s, `"status":0`) || strings.Contains(s, "proxy_entity_name") || !strings.Contains(s, `"history":[{"status":2,`) {
 		t.Errorf("stored event is not compact: %s", s)
 	}
 	for _, path := range []string{"/api/core/v2/namespaces/default/events/web1/disk", "/api/core/v2/namespaces/default/events"} {
 		_, body := adminCall(t, n, "GET", path, "")
-		if s := string(body); !strings.Contains(s, `"status":0,"total_state_change":`) || !strings.Contains(s, `"runtime_assets":null`) || !strings.Contains(s, `{"status":0,"executed":`) {
+		if s := string(body); !strings.Contains(s, `"status":0,"total_state_change":`) || !strings.Contains(s, `"proxy_entity_name":""`) || !strings.Contains(s, `{"status":0,"executed":`) {
 			t.Errorf("GET %s does not show the event whole: %s", path, s)
 		}
 	}
@@ -387,8 +387,10 @@ func TestKeepaliveMonitor(t *testing.T) {
 	}
 	waitStatus(0)
 	waitStatus(1) // warning after the 2 s warning timeout
-	// The monitor's fenced write stores compact too, as the grouped writer does.
-	if kv, err := n.Store().Get(context.Background(), "/picket/events/default/quiet1/keepalive"); err != nil || strings.Contains(string(kv.Value), `"runtime_assets"`) {
+	// The monitor's fenced write stores compact too, as the grouped writer does; an empty
+	// list stays one.
+	if kv, err := n.Store().Get(context.Background(), "/picket/events/default/quiet1/keepalive"); err != nil ||
+		strings.Contains(string(kv.Value), `"proxy_entity_name"`) || !strings.Contains(string(kv.Value), `"subscriptions":[]`) {
 		t.Errorf("keepalive event from the monitor not stored compact (%v): %s", err, kv.Value)
 	}
 	a.send(agentgw.TypeKeepalive, keepalive("quiet1", 2))

@@ -135,11 +135,7 @@ func (n *Node) writeEvent(ctx context.Context, ev *events.Event, now time.Time, 
 			return false, err
 		}
 		if res.Written {
-			e.setStored(ev, res.Rev)
-			if ev.ID != "" {
-				e.recent[e.next%len(e.recent)], e.recentSum[e.next%len(e.recent)] = ev.ID, idHash(ev.ID)
-				e.next++
-			}
+			e.committed(ev, res.Rev)
 			return true, nil
 		}
 		// Someone else wrote the event since we read it: take theirs and recompute.
@@ -157,6 +153,17 @@ func (n *Node) writeEvent(ctx context.Context, ev *events.Event, now time.Time, 
 		}
 	}
 	return false, fmt.Errorf("store event %s: %w", key, etcdx.ErrConflict)
+}
+
+// committed records ev as written by this server at mod revision rev: stored, and its ID
+// among the recent ones.
+func (e *stateEntry) committed(ev *events.Event, rev int64) {
+	e.setStored(ev, rev)
+	if ev.ID != "" {
+		i := e.next % len(e.recent)
+		e.recent[i], e.recentSum[i] = ev.ID, idHash(ev.ID)
+		e.next++
+	}
 }
 
 // setStored records ev (nil: none) as the event stored at mod revision rev. It keeps

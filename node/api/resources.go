@@ -263,14 +263,23 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request, rt route, p *Princ
 	return nil
 }
 
+// storedForm encodes a resource as it is stored: events compact, like the events the
+// server stores itself (events.Event.MarshalCompact), the rest as JSON.
+func storedForm(res events.Resource) ([]byte, error) {
+	if ev, ok := res.(*events.Event); ok {
+		return ev.MarshalCompact()
+	}
+	return json.Marshal(res)
+}
+
 // present turns a stored value into its API form: users lose their password hash
-// except for cluster admins, who need it for dump and restore; events, stored compact
-// (events.Event.MarshalCompact), get back the fields left out as empty.
+// except for cluster admins, who need it for dump and restore; events, stored compact,
+// get back the fields left out as empty (one that does not decode is shown as stored).
 func (s *Server) present(k events.Kind, val []byte, p *Principal) ([]byte, error) {
 	if k.Plural == "events" {
 		ev := &events.Event{}
-		if err := ev.UnmarshalJSON(val); err != nil {
-			return nil, err
+		if ev.UnmarshalJSON(val) != nil {
+			return val, nil
 		}
 		return ev.MarshalJSON()
 	}
@@ -371,7 +380,7 @@ func (s *Server) create(ctx context.Context, rt route, res events.Resource) erro
 	if ev, ok := res.(*events.Event); ok && s.cfg.StoreEvent != nil && isNewResult(ev) {
 		return s.cfg.StoreEvent(ctx, ev)
 	}
-	val, err := json.Marshal(res)
+	val, err := storedForm(res)
 	if err != nil {
 		return err
 	}
@@ -399,7 +408,7 @@ func (s *Server) put(ctx context.Context, rt route, res events.Resource, rev int
 			u.PasswordHash = old.PasswordHash
 		}
 	}
-	val, err := json.Marshal(res)
+	val, err := storedForm(res)
 	if err != nil {
 		return err
 	}
@@ -452,7 +461,7 @@ func (s *Server) patch(w http.ResponseWriter, r *http.Request, rt route, p *Prin
 			return nil, &httpError{status: http.StatusBadRequest, msg: "a patch may not rename a resource",
 				fields: []events.FieldError{{Field: "metadata.name", Message: "may not change"}}}
 		}
-		val, err := json.Marshal(res)
+		val, err := storedForm(res)
 		if err != nil {
 			return nil, err
 		}

@@ -1,0 +1,36 @@
+package node
+
+import (
+	"fmt"
+	"testing"
+
+	"github.com/picketmon/picket/events"
+)
+
+// TestStateEntrySeen: an entry recognises the stored event's ID and the last 16 it
+// committed, and nothing else, after its stored event changed and its recent IDs wrapped.
+func TestStateEntrySeen(t *testing.T) {
+	e := &stateEntry{}
+	stored := func(id string) *events.Event {
+		return &events.Event{ID: id, Check: &events.Check{}}
+	}
+	e.setStored(stored("from-etcd"), 7)
+	if !e.seen("from-etcd") || e.seen("other") || e.seen("") {
+		t.Fatal("stored ID: seen wrong")
+	}
+	for i := 0; i < 20; i++ {
+		e.committed(stored(fmt.Sprintf("r%d", i)), int64(8+i))
+	}
+	if e.seen("from-etcd") {
+		t.Error("the ID stored before is still seen after it was replaced")
+	}
+	for i := 0; i < 20; i++ {
+		if want := i >= 4; e.seen(fmt.Sprintf("r%d", i)) != want {
+			t.Errorf("r%d: seen %v, want %v (the last 16 only)", i, !want, want)
+		}
+	}
+	e.setStored(nil, 30)
+	if e.seen("r19") != true || e.idSum != 0 || e.id != "" {
+		t.Errorf("after the stored event was deleted: id %q sum %d; r19 must still be a recent commit", e.id, e.idSum)
+	}
+}
