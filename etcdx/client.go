@@ -8,9 +8,19 @@ import (
 	"strings"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	"go.etcd.io/etcd/client/pkg/v3/transport"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	serverrors "go.etcd.io/etcd/server/v3/etcdserver/errors"
 )
+
+// IsTimeout reports whether err is etcd's "request timed out": the member did not apply
+// a write within its request timeout, as happens when it is overloaded. The write may
+// still be applied later. Both forms count: through a client, and from an embedded
+// member's own KV server.
+func IsTimeout(err error) bool {
+	return errors.Is(err, rpctypes.ErrTimeout) || errors.Is(err, serverrors.ErrTimeout)
+}
 
 // DefaultDialTimeout is the dial timeout of NewClient when ClientConfig.DialTimeout is 0.
 const DefaultDialTimeout = 5 * time.Second

@@ -10,7 +10,9 @@ import (
 	"time"
 
 	"github.com/picketmon/picket/etcdx"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	serverrors "go.etcd.io/etcd/server/v3/etcdserver/errors"
 )
 
 // testKey is a key unique to the running test, so tests sharing the member do not meet.
@@ -458,5 +460,27 @@ func TestWatchCompacted(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("channel not closed after the error event")
+	}
+}
+
+// TestIsTimeout: etcd's "request timed out" is recognised through a client and from an
+// embedded member's KV server, wrapped or not; other errors are not.
+func TestIsTimeout(t *testing.T) {
+	for _, c := range []struct {
+		err  error
+		want bool
+	}{
+		{rpctypes.ErrTimeout, true},
+		{fmt.Errorf("commit: %w", rpctypes.ErrTimeout), true},
+		{serverrors.ErrTimeout, true},
+		{fmt.Errorf("batch: %w", serverrors.ErrTimeout), true},
+		{rpctypes.ErrTimeoutDueToLeaderFail, false},
+		{context.DeadlineExceeded, false},
+		{etcdx.ErrConflict, false},
+		{nil, false},
+	} {
+		if got := etcdx.IsTimeout(c.err); got != c.want {
+			t.Errorf("IsTimeout(%v) = %v, want %v", c.err, got, c.want)
+		}
 	}
 }
