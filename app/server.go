@@ -249,15 +249,7 @@ func nodeConfig(cfg *BackendConfig, log *slog.Logger) (node.Config, error) {
 		KeyFile:            cfg.KeyFile,
 		Version:            Version(),
 		Logger:             log,
-		Client: etcdx.ClientConfig{
-			Endpoints:          cfg.EtcdClientURLs,
-			CertFile:           cfg.EtcdCertFile,
-			KeyFile:            cfg.EtcdKeyFile,
-			TrustedCAFile:      cfg.EtcdTrustedCAFile,
-			InsecureSkipVerify: cfg.InsecureSkipTLSVerify,
-			Username:           cfg.EtcdClientUsername,
-			Password:           cfg.EtcdClientPassword,
-		},
+		Client:             cfg.etcdClientConfig(),
 	}
 	// The shortest task lease etcd allows (it raises 1 s to 1.5 election timeouts), so a
 	// dead server's tasks move within about 2.5 s with a 500 ms election timeout; tests

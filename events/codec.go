@@ -190,8 +190,9 @@ type deepPlan struct {
 	nested bool
 	// deepPointer, deepSlice, deepArray, deepMap: the plan of the element (map value).
 	elem *deepPlan
-	// overlay is the struct's overlay (codec_overlay.go), nil when it has none.
-	overlay reflect.Type
+	// overlay is the struct's overlay (codec_overlay.go), nil when it has none; compact
+	// is the overlay's compact type (codec_compact.go), built with it.
+	overlay, compact reflect.Type
 }
 
 type deepKind uint8
@@ -297,7 +298,9 @@ func (b *deepBuilder) structPlan(t reflect.Type) *deepPlan {
 		sfs[i] = f.plainField(i, ft)
 	}
 	plan.plain = reflect.StructOf(sfs)
-	plan.overlay = overlayOf(t, plan)
+	if plan.overlay = overlayOf(t, plan); plan.overlay != nil {
+		plan.compact = compactType(plan.overlay)
+	}
 	deepPlans.Store(t, plan)
 	return plan
 }

@@ -12,8 +12,8 @@ import (
 // Compact encoding: how the server stores events.
 //
 // The API, handlers and mutators see an event with every field, as Sensu writes it:
-// "occurrences": 0, "proxy_entity_name": "" and all. Stored that way, a third of an
-// event's bytes are empty fields, and etcd copies every stored byte about six times on
+// "occurrences": 0, "proxy_entity_name": "" and all. Stored that way, a fifth of an
+// event's bytes are empty scalar fields, and etcd copies every stored byte about six times on
 // its way to disk (raft request, WAL record, applied entry, MVCC record, compare, page
 // cache). The compact form leaves out every string, bool, integer and pointer field that
 // holds its zero value; read back, the missing fields are zero again, so decoding gives
@@ -134,22 +134,21 @@ func omittable(k reflect.Kind) bool {
 // An event the compact path cannot take (one holding keys Picket does not know, or on a
 // build without overlays) is encoded in full, which reads back the same.
 func (e *Event) MarshalCompact() ([]byte, error) {
-	if b, ok := marshalCompact(reflect.ValueOf(e).Elem(), len(e.extra) == 0); ok {
+	if b, ok := marshalCompact(reflect.ValueOf(e).Elem()); ok {
 		return b, nil
 	}
 	return e.MarshalJSON()
 }
 
-// marshalCompact encodes the addressable struct rv through the compact type of its
-// overlay; clean says rv's own extra is empty.
-func marshalCompact(rv reflect.Value, clean bool) ([]byte, bool) {
-	if !clean || perLevelOnly.Load() || copyTwinOnly.Load() {
+// marshalCompact encodes the addressable struct rv through its plan's compact type.
+func marshalCompact(rv reflect.Value) ([]byte, bool) {
+	if perLevelOnly.Load() || copyTwinOnly.Load() {
 		return nil, false
 	}
 	plan := deepPlanFor(rv.Type())
-	if plan.overlay == nil || !plan.fieldsClean(rv) {
+	if plan.compact == nil || !plan.clean(rv) {
 		return nil, false
 	}
-	b, err := fastjson.MarshalWithOption(overlayPointer(compactType(plan.overlay), rv), fastjson.DisableHTMLEscape())
+	b, err := fastjson.MarshalWithOption(overlayPointer(plan.compact, rv), fastjson.DisableHTMLEscape())
 	return b, err == nil
 }

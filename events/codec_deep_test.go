@@ -534,18 +534,11 @@ func TestDeepTwinHasNoKeepingTypes(t *testing.T) {
 // TestDeepCodecRandom compares both paths on random events: random values encoded, their
 // encodings decoded, and those encodings with unknown keys added at random places.
 func TestDeepCodecRandom(t *testing.T) {
-	n := 400
-	if testing.Short() {
-		n = 50
-	}
-	rng := rand.New(rand.NewPCG(1, 2))
-	for i := 0; i < n; i++ {
-		ev := &Event{}
-		randomFill(rng, reflect.ValueOf(ev).Elem(), 0)
+	forRandomEvents(1, 2, func(i int, rng *rand.Rand, ev *Event) {
 		name := fmt.Sprintf("random %d", i)
 		out := checkEncode(t, name, ev)
 		if out == nil {
-			continue
+			return
 		}
 		checkEventJSON(t, name, string(out))
 		var doc any
@@ -558,7 +551,24 @@ func TestDeepCodecRandom(t *testing.T) {
 			t.Fatal(err)
 		}
 		checkEventJSON(t, name+" with unknown keys", string(mutated))
+	})
+}
+
+// forRandomEvents calls f with random events (randomFill), 400 of them or 50 with -short,
+// drawn from a generator seeded with s1 and s2 that f may draw from too; it returns how
+// many.
+func forRandomEvents(s1, s2 uint64, f func(i int, rng *rand.Rand, ev *Event)) int {
+	n := 400
+	if testing.Short() {
+		n = 50
 	}
+	rng := rand.New(rand.NewPCG(s1, s2))
+	for i := 0; i < n; i++ {
+		ev := &Event{}
+		randomFill(rng, reflect.ValueOf(ev).Elem(), 0)
+		f(i, rng, ev)
+	}
+	return n
 }
 
 var randomStrings = []string{"", "a", "web-01", "<a&b>", "line\u2028sep", "é", `q"uote`, "tab\t\n", "\x00", "\xff", "check-cpu.sh -w 75 && echo ok"}

@@ -69,9 +69,6 @@ func parseWhen(raw json.RawMessage) (Windows, error) {
 	return w, nil
 }
 
-// inWindows reports whether t falls in one of the filter's when windows.
-func (f *Filter) inWindows(t time.Time) bool { return f.windows.Contains(t) }
-
 // Removes reports whether the filter removes ev at now. Expressions see the event as
 // Synthesize would present it, read lazily: only the fields they touch are converted.
 //
@@ -87,7 +84,7 @@ func (f *Filter) Removes(ev *Event, now time.Time) (removed bool, err error) {
 	}
 	allow := f.Def.Action != FilterDeny
 	if f.Def.When != nil && len(f.windows) > 0 {
-		in := f.inWindows(now)
+		in := f.windows.Contains(now)
 		if allow && !in || !allow && in {
 			return true, nil
 		}

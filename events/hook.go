@@ -118,35 +118,48 @@ func (a *Asset) Validate() error {
 // hookStatusNames are the names a check_hooks key may give a status, as in Sensu.
 var hookStatusNames = map[string]uint32{"ok": 0, "warning": 1, "critical": 2, "unknown": 3}
 
-// hookKeyMatches reports whether a check_hooks key selects a result of status: the
-// status itself (0–255), its name (ok, warning, critical, unknown), or "non-zero".
-func hookKeyMatches(key string, status uint32) bool {
+// parseHookKey reads a check_hooks key: a status (0–255), a status name (ok, warning,
+// critical, unknown), or "non-zero"; ok is false for anything else.
+func parseHookKey(key string) (status uint32, nonZero, ok bool) {
 	if key == "non-zero" {
-		return status != 0
+		return 0, true, true
 	}
-	if s, ok := hookStatusNames[key]; ok {
-		return s == status
+	if s, found := hookStatusNames[key]; found {
+		return s, false, true
 	}
 	n, err := strconv.ParseUint(key, 10, 8)
-	return err == nil && uint32(n) == status
+	return uint32(n), false, err == nil
+}
+
+// hookKeyMatches reports whether a check_hooks key selects a result of status.
+func hookKeyMatches(key string, status uint32) bool {
+	s, nonZero, ok := parseHookKey(key)
+	return ok && (nonZero && status != 0 || !nonZero && s == status)
 }
 
 // validHookKey reports whether key is one hookKeyMatches understands.
 func validHookKey(key string) bool {
-	if _, ok := hookStatusNames[key]; ok || key == "non-zero" {
-		return true
-	}
-	_, err := strconv.ParseUint(key, 10, 8)
-	return err == nil
+	_, _, ok := parseHookKey(key)
+	return ok
 }
 
 // HookNames lists the hooks a check's check_hooks run after a result of status, each
 // once, in the order check_hooks lists them (keys of one entry in sorted order).
 func HookNames(checkHooks []map[string][]string, status uint32) []string {
+	return hookNames(checkHooks, func(key string) bool { return hookKeyMatches(key, status) })
+}
+
+// AllHookNames lists every hook a check's check_hooks name, whatever the status, each
+// once, in the order of HookNames.
+func AllHookNames(checkHooks []map[string][]string) []string {
+	return hookNames(checkHooks, func(string) bool { return true })
+}
+
+func hookNames(checkHooks []map[string][]string, match func(key string) bool) []string {
 	var names []string
 	for _, entry := range checkHooks {
 		for _, k := range slices.Sorted(maps.Keys(entry)) {
-			if !hookKeyMatches(k, status) {
+			if !match(k) {
 				continue
 			}
 			for _, h := range entry[k] {

@@ -31,6 +31,16 @@ type wsAgent struct {
 	errc   chan error
 }
 
+// mustDialAgent connects an agent to n's gateway, ending the test if it cannot.
+func mustDialAgent(t *testing.T, n *nodetest.Node, name, ns, user, pass string, subs []string, acks bool) *wsAgent {
+	t.Helper()
+	a, err := dialAgent(t, n.AgentURL, name, ns, user, pass, subs, acks)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
 func dialAgent(t *testing.T, url, name, ns, user, pass string, subs []string, acks bool) (*wsAgent, error) {
 	t.Helper()
 	h := http.Header{}
@@ -191,10 +201,7 @@ func TestGatewayHandshake(t *testing.T) {
 	if err == nil || a.resp == nil || a.resp.StatusCode != 403 {
 		t.Errorf("viewer may not connect as an agent: %v", err)
 	}
-	ok, err := dialAgent(t, n.AgentURL, "a1", "default", "agent", nodetest.AgentPassword, nil, true)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ok := mustDialAgent(t, n, "a1", "default", "agent", nodetest.AgentPassword, nil, true)
 	if ok.resp.Header.Get(agentgw.HeaderBackendID) != "test" || ok.resp.Header.Get(agentgw.AckHeader) != "1" || ok.resp.Header.Get("Accept") != "application/json" {
 		t.Fatalf("response headers: %v", ok.resp.Header)
 	}
@@ -209,10 +216,7 @@ func TestResentEventIsStoredOnce(t *testing.T) {
 		t.Skip("starts a real etcd member")
 	}
 	n := nodetest.Start(t)
-	a, err := dialAgent(t, n.AgentURL, "resend1", "default", "agent", nodetest.AgentPassword, []string{"linux"}, true)
-	if err != nil {
-		t.Fatal(err)
-	}
+	a := mustDialAgent(t, n, "resend1", "default", "agent", nodetest.AgentPassword, []string{"linux"}, true)
 	a.next(agentgw.TypeEntityConfig, 5*time.Second)
 	send := func(id string, status uint32) {
 		t.Helper()
@@ -241,14 +245,8 @@ func TestAgentEventsAndBadFrames(t *testing.T) {
 		t.Skip("starts a real etcd member")
 	}
 	n := nodetest.Start(t)
-	a, err := dialAgent(t, n.AgentURL, "web1", "default", "agent", nodetest.AgentPassword, []string{"linux"}, true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	other, err := dialAgent(t, n.AgentURL, "web2", "default", "agent", nodetest.AgentPassword, []string{"linux"}, true)
-	if err != nil {
-		t.Fatal(err)
-	}
+	a := mustDialAgent(t, n, "web1", "default", "agent", nodetest.AgentPassword, []string{"linux"}, true)
+	other := mustDialAgent(t, n, "web2", "default", "agent", nodetest.AgentPassword, []string{"linux"}, true)
 	a.next(agentgw.TypeEntityConfig, 5*time.Second)
 	a.send(agentgw.TypeKeepalive, keepalive("web1", 120))
 	a.send(agentgw.TypeEvent, result("web1", "disk", 2, "id-1"))
@@ -312,14 +310,8 @@ func TestSchedulingDeliversOnGrid(t *testing.T) {
 		t.Skip("starts a real etcd member")
 	}
 	n := nodetest.Start(t)
-	a, err := dialAgent(t, n.AgentURL, "db1", "default", "agent", nodetest.AgentPassword, []string{"db"}, false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := dialAgent(t, n.AgentURL, "web9", "default", "agent", nodetest.AgentPassword, []string{"web"}, false)
-	if err != nil {
-		t.Fatal(err)
-	}
+	a := mustDialAgent(t, n, "db1", "default", "agent", nodetest.AgentPassword, []string{"db"}, false)
+	b := mustDialAgent(t, n, "web9", "default", "agent", nodetest.AgentPassword, []string{"web"}, false)
 	if st := apiDo(t, n, "PUT", "/api/core/v2/namespaces/default/checks/ping",
 		`{"metadata":{"name":"ping"},"command":"true","interval":2,"publish":true,"subscriptions":["db"]}`); st != 201 {
 		t.Fatalf("create check: %d", st)
@@ -361,10 +353,7 @@ func TestKeepaliveMonitor(t *testing.T) {
 		t.Skip("starts a real etcd member and waits for a keepalive timeout")
 	}
 	n := nodetest.Start(t)
-	a, err := dialAgent(t, n.AgentURL, "quiet1", "default", "agent", nodetest.AgentPassword, nil, false)
-	if err != nil {
-		t.Fatal(err)
-	}
+	a := mustDialAgent(t, n, "quiet1", "default", "agent", nodetest.AgentPassword, nil, false)
 	a.send(agentgw.TypeKeepalive, keepalive("quiet1", 2))
 	status := func() (uint32, error) {
 		var ev events.Event
@@ -404,10 +393,7 @@ func TestRoundRobinRotates(t *testing.T) {
 	n := nodetest.Start(t)
 	got := make(chan string, 100)
 	for _, name := range []string{"rr-a", "rr-b"} {
-		a, err := dialAgent(t, n.AgentURL, name, "default", "agent", nodetest.AgentPassword, []string{"rr"}, false)
-		if err != nil {
-			t.Fatal(err)
-		}
+		a := mustDialAgent(t, n, name, "default", "agent", nodetest.AgentPassword, []string{"rr"}, false)
 		ka := keepalive(name, 120)
 		ka.Entity.Subscriptions = []string{"rr", "entity:" + name}
 		a.send(agentgw.TypeKeepalive, ka)
@@ -457,10 +443,7 @@ func TestProxyChecksAndTTL(t *testing.T) {
 		t.Skip("starts a real etcd member")
 	}
 	n := nodetest.Start(t)
-	a, err := dialAgent(t, n.AgentURL, "poller", "default", "agent", nodetest.AgentPassword, []string{"proxy"}, true)
-	if err != nil {
-		t.Fatal(err)
-	}
+	a := mustDialAgent(t, n, "poller", "default", "agent", nodetest.AgentPassword, []string{"proxy"}, true)
 	for _, e := range []string{"site-a", "site-b"} {
 		body := fmt.Sprintf(`{"metadata":{"name":%q,"labels":{"url":"https://%s.example"}},"entity_class":"proxy"}`, e, e)
 		if st := apiDo(t, n, "PUT", "/api/core/v2/namespaces/default/entities/"+e, body); st != 201 {
@@ -508,10 +491,7 @@ func TestDeregisterRemovesEntity(t *testing.T) {
 		t.Skip("starts a real etcd member and waits for a keepalive timeout")
 	}
 	n := nodetest.Start(t)
-	a, err := dialAgent(t, n.AgentURL, "ephemeral1", "default", "agent", nodetest.AgentPassword, nil, true)
-	if err != nil {
-		t.Fatal(err)
-	}
+	a := mustDialAgent(t, n, "ephemeral1", "default", "agent", nodetest.AgentPassword, nil, true)
 	out := filepath.Join(t.TempDir(), "deregistered")
 	if st := apiDo(t, n, "PUT", "/api/core/v2/namespaces/default/handlers/dereg",
 		fmt.Sprintf(`{"metadata":{"name":"dereg"},"type":"pipe","command":"cat > %s","timeout":10}`, out)); st != 201 {
@@ -576,10 +556,7 @@ func TestCheckRequestsCarryHooks(t *testing.T) {
 		t.Skip("starts a real etcd member")
 	}
 	n := nodetest.Start(t)
-	a, err := dialAgent(t, n.AgentURL, "db2", "default", "agent", nodetest.AgentPassword, []string{"hooked"}, false)
-	if err != nil {
-		t.Fatal(err)
-	}
+	a := mustDialAgent(t, n, "db2", "default", "agent", nodetest.AgentPassword, []string{"hooked"}, false)
 	if st := apiDo(t, n, "PUT", "/api/core/v2/namespaces/default/hooks/ps", `{"metadata":{"name":"ps"},"command":"ps aux","timeout":10,"stdin":false}`); st != 201 {
 		t.Fatalf("create hook: %d", st)
 	}
@@ -615,10 +592,7 @@ func TestSubduedCheckIsNotPublished(t *testing.T) {
 		t.Skip("starts a real etcd member")
 	}
 	n := nodetest.Start(t)
-	a, err := dialAgent(t, n.AgentURL, "db3", "default", "agent", nodetest.AgentPassword, []string{"quiet"}, false)
-	if err != nil {
-		t.Fatal(err)
-	}
+	a := mustDialAgent(t, n, "db3", "default", "agent", nodetest.AgentPassword, []string{"quiet"}, false)
 	check := `{"metadata":{"name":"quiet"},"command":"true","interval":1,"publish":true,"subscriptions":["quiet"]%s}`
 	// A window that begins and ends at the same time lasts the whole day.
 	if st := apiDo(t, n, "PUT", "/api/core/v2/namespaces/default/checks/quiet",

@@ -24,6 +24,7 @@ type pipelineState struct {
 	p        *events.Pipeline
 	defs     *events.Definitions
 	silences *silenceCache
+	hooks    *hookCache
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -55,9 +56,16 @@ func (n *Node) startPipeline(ctx context.Context) error {
 		}
 		ps.follow(bg, prefix, rev, ps.resetDefs(kind), ps.putDef(kind), ps.deleteDef(kind))
 	}
+	hooks := &hookCache{}
+	ps.hooks = hooks
+	rev, err := ps.load(ctx, etcdx.Key("hooks"), hooks.reset, hooks.put, hooks.delete)
+	if err != nil {
+		return fmt.Errorf("load hooks: %w", err)
+	}
+	ps.follow(bg, etcdx.Key("hooks"), rev, hooks.reset, hooks.put, hooks.delete)
 	prefix := etcdx.Key("silenced")
 	s := ps.silences
-	rev, err := ps.load(ctx, prefix, s.reset, s.put, s.delete)
+	rev, err = ps.load(ctx, prefix, s.reset, s.put, s.delete)
 	if err != nil {
 		return fmt.Errorf("load silences: %w", err)
 	}

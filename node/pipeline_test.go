@@ -125,10 +125,7 @@ func TestPipelineIncidentsAndSilences(t *testing.T) {
 		fmt.Sprintf(`{"metadata":{"name":"log"},"type":"pipe","command":"f=$(mktemp); cat > $f; echo >> $f; cat $f >> %s; rm -f $f","timeout":10,"filters":["first","not_silenced"]}`, out), 201)
 	time.Sleep(500 * time.Millisecond) // the definitions reach the pipeline through a watch
 
-	a, err := dialAgent(t, n.AgentURL, "web1", "default", "agent", nodetest.AgentPassword, []string{"linux"}, true)
-	if err != nil {
-		t.Fatal(err)
-	}
+	a := mustDialAgent(t, n, "web1", "default", "agent", nodetest.AgentPassword, []string{"linux"}, true)
 	s := &resultSender{t: t, a: a, agent: "web1", check: "disk", mod: func(ev *events.Event) { ev.Check.Handlers = []string{"log"} }}
 	expectLines := func(want int) {
 		t.Helper()
@@ -258,10 +255,7 @@ func TestPipelineMetricsToTCP(t *testing.T) {
 		fmt.Sprintf(`{"metadata":{"name":"graphite"},"type":"tcp","socket":{"host":"127.0.0.1","port":%d},"timeout":5,"filters":["has_metrics"]}`,
 			ln.Addr().(*net.TCPAddr).Port), 201)
 	time.Sleep(500 * time.Millisecond) // the definition reaches the pipeline through a watch
-	a, err := dialAgent(t, n.AgentURL, "db1", "default", "agent", nodetest.AgentPassword, []string{"linux"}, true)
-	if err != nil {
-		t.Fatal(err)
-	}
+	a := mustDialAgent(t, n, "db1", "default", "agent", nodetest.AgentPassword, []string{"linux"}, true)
 	s := &resultSender{t: t, a: a, agent: "db1", check: "load", mod: func(ev *events.Event) {
 		ev.Check.Output = "LOAD OK - load average: 0.50 | load1=0.5;5;10;0 users=3"
 		ev.Check.OutputMetricFormat = events.MetricsNagios
@@ -299,10 +293,7 @@ func TestAggregates(t *testing.T) {
 	var senders []*resultSender
 	for i, status := range []uint32{0, 0, 2} {
 		name := fmt.Sprintf("app%d", i+1)
-		a, err := dialAgent(t, n.AgentURL, name, "default", "agent", nodetest.AgentPassword, []string{"linux"}, true)
-		if err != nil {
-			t.Fatal(err)
-		}
+		a := mustDialAgent(t, n, name, "default", "agent", nodetest.AgentPassword, []string{"linux"}, true)
 		s := &resultSender{t: t, a: a, agent: name, check: "http", mod: func(ev *events.Event) {
 			ev.Check.Aggregate = "frontend"
 			ev.Check.Interval = 1

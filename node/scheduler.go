@@ -198,7 +198,7 @@ func (p *publisher) loop(ctx context.Context, chk *events.CheckConfig, sched *ev
 func (p *publisher) publish(ctx context.Context, chk *events.CheckConfig, proxy proxyAttrs, tick time.Time) error {
 	ns := chk.Metadata.Namespace
 	pub := publication{Namespace: ns}
-	hooks := p.n.checkHooks(ctx, chk)
+	hooks := p.n.checkHooks(chk)
 	base := func() *agentgw.CheckRequest {
 		cfg := *chk
 		return &agentgw.CheckRequest{Config: &cfg, Assets: []any{}, Hooks: hooks, Issued: tick.Unix()}
@@ -357,34 +357,6 @@ func (n *Node) deliverRequests(ctx context.Context) {
 	}
 }
 
-// checkHooks returns the definitions of the hooks chk's check_hooks name, which its
-// check requests carry for the agent to run. A hook that cannot be read is logged and
-// left out; the agent runs the others.
-func (n *Node) checkHooks(ctx context.Context, chk *events.CheckConfig) []events.HookConfig {
-	hooks := []events.HookConfig{}
-	seen := map[string]bool{}
-	for _, entry := range chk.CheckHooks {
-		for _, names := range entry {
-			for _, name := range names {
-				if seen[name] {
-					continue
-				}
-				seen[name] = true
-				h, _, err := etcdx.GetJSON[*events.HookConfig](ctx, n.store, etcdx.Key("hooks", chk.Metadata.Namespace, name))
-				if err != nil {
-					if ctx.Err() == nil {
-						n.log.Warn("check request sent without a hook of its check", "check", chk.Metadata.Name, "namespace", chk.Metadata.Namespace, "hook", name, "err", err)
-					}
-					continue
-				}
-				hooks = append(hooks, *h)
-			}
-		}
-	}
-	sort.Slice(hooks, func(i, j int) bool { return hooks[i].Metadata.Name < hooks[j].Metadata.Name })
-	return hooks
-}
-
 // executeAdhoc publishes an ad hoc request for a check, outside its schedule.
 func (n *Node) executeAdhoc(ctx context.Context, ns, check string, subs []string, reason string) error {
 	chk, _, err := etcdx.GetJSON[*events.CheckConfig](ctx, n.store, etcdx.Key("checks", ns, check))
@@ -395,7 +367,7 @@ func (n *Node) executeAdhoc(ctx context.Context, ns, check string, subs []string
 		subs = chk.Subscriptions
 	}
 	pub := publication{Namespace: ns, Requests: []published{{
-		Request:       &agentgw.CheckRequest{Config: chk, Assets: []any{}, Hooks: n.checkHooks(ctx, chk), Issued: time.Now().Unix()},
+		Request:       &agentgw.CheckRequest{Config: chk, Assets: []any{}, Hooks: n.checkHooks(chk), Issued: time.Now().Unix()},
 		Subscriptions: subs,
 	}}}
 	val, _ := json.Marshal(pub)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/picketmon/picket/agentgw"
@@ -130,6 +131,7 @@ const defaultHookTimeout = 60 * time.Second
 // out.
 func (a *Agent) runHooks(ctx context.Context, ev *events.Event, names []string, defs []events.HookConfig, issued int64) []events.Hook {
 	var out []events.Hook
+	stdin := sync.OnceValues(func() ([]byte, error) { return json.Marshal(ev) }) // ev does not change here
 	for _, name := range names {
 		i := slices.IndexFunc(defs, func(h events.HookConfig) bool { return h.Metadata.Name == name })
 		if i < 0 {
@@ -142,7 +144,7 @@ func (a *Agent) runHooks(ctx context.Context, ev *events.Event, names []string, 
 			spec.Timeout = defaultHookTimeout
 		}
 		if def.Stdin {
-			b, err := json.Marshal(ev)
+			b, err := stdin()
 			if err != nil {
 				a.log.Error("encode hook stdin", "hook", name, "err", err)
 				continue

@@ -362,7 +362,10 @@ func (c *Client) Replace(ctx context.Context, o ReplaceOptions) (*ReplaceResult,
 				progress(Step{Name: StepStart, Detail: StartInstructions(join)})
 			}
 			if err := c.WaitStarted(ctx, res.NewID, o.WaitStart, 250*time.Millisecond); err != nil {
-				return "", err
+				if ctx.Err() != nil {
+					return "", err
+				}
+				return "", fmt.Errorf("%w; start its server with the configuration above, then run replace again to finish", err)
 			}
 			st.Step = StepStart
 			return "member " + st.NewID + " started", st.save(o.StateFile)
@@ -504,7 +507,7 @@ func (c *Client) WaitStarted(ctx context.Context, id uint64, wait, poll time.Dur
 			}
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("member %x has not started within %s; start its server with the configuration above, then run replace again to finish", id, wait)
+			return fmt.Errorf("member %x has not started within %s", id, wait)
 		}
 		if !sleep(ctx, poll) {
 			return ctx.Err()
