@@ -32,10 +32,11 @@ member and the same event-sized values:
 
 It prints the writes per second and latency of each, how many requests the member timed
 out ("request timed out": overloaded; counted, not written, and the phase goes on), the
-grouped writer's gain over one put per event, and the events/s target for one server that follows from the raw limit
-(20,000/s, or 80 % of the raw grouped rate when that is lower). The member runs in a
-throw-away directory (or --dir) with the server's settings, with the server's history
-guard, and the history is compacted between phases; nothing else may use it.
+grouped writer's gain over one put per event, and the events/s target for one server
+that follows from the raw limit (20,000/s, or 80 % of the raw grouped rate when that is
+lower). The member runs in a throw-away directory (or --dir) with the server's settings,
+with the server's history guard, and the history is compacted between phases; nothing
+else may use it.
 
 Examples:
   picket bench etcd
