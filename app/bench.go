@@ -23,7 +23,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/coder/websocket"
 
 	"github.com/picketmon/picket/agentgw"
 	"github.com/picketmon/picket/events"
@@ -206,7 +205,7 @@ type benchAgent struct {
 	name         string
 	entityJSON   []byte
 	handlersJSON []byte
-	conn         *websocket.Conn
+	conn         *benchConn
 	sendq        chan []byte
 	mu           sync.Mutex
 	pending      map[string]time.Time
@@ -229,10 +228,9 @@ func benchAgents(ctx context.Context, env *Env, c benchConfig) error {
 	defer stop()
 	var wg sync.WaitGroup
 
-	clients := make([]*http.Client, c.sources)
-	for i := range clients {
-		src := &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(10+i))}
-		clients[i] = &http.Client{Transport: &http.Transport{DialContext: (&net.Dialer{LocalAddr: src, Timeout: 15 * time.Second}).DialContext}}
+	dialers := make([]*net.Dialer, c.sources)
+	for i := range dialers {
+		dialers[i] = &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(10+i))}, Timeout: 15 * time.Second}
 	}
 
 	start := time.Now()
@@ -262,7 +260,7 @@ func benchAgents(ctx context.Context, env *Env, c benchConfig) error {
 			h.Set(agentgw.AckHeader, "1")
 			dctx, cancel := context.WithTimeout(runCtx, 30*time.Second)
 			t0 := time.Now()
-			conn, _, err := websocket.Dial(dctx, c.backendURL, &websocket.DialOptions{HTTPHeader: h, HTTPClient: clients[i%len(clients)]})
+			conn, err := benchDial(dctx, c.backendURL, h, dialers[i%len(dialers)])
 			cancel()
 			if err != nil {
 				failed.Add(1)
@@ -330,7 +328,7 @@ func benchAgents(ctx context.Context, env *Env, c benchConfig) error {
 			closing.Add(1)
 			go func() {
 				defer closing.Done()
-				_ = a.conn.Close(websocket.StatusNormalClosure, "bench done")
+				_ = a.conn.Close("bench done")
 			}()
 		}
 	}
@@ -389,17 +387,11 @@ func benchSession(ctx context.Context, a *benchAgent, c benchConfig, acked *atom
 	// Reads and writes go without a context (a cancellable one costs a registration per
 	// frame, CPU the server should have); closing the connection at the end stops them.
 	go func() {
-		var buf bytes.Buffer
 		for {
-			_, r, err := a.conn.Reader(context.Background())
+			b, err := a.conn.Read()
 			if err != nil {
 				return
 			}
-			buf.Reset()
-			if _, err := buf.ReadFrom(r); err != nil {
-				return
-			}
-			b := buf.Bytes()
 			recv := time.Now()
 			typ, payload, err := agentgw.Decode(b)
 			if err != nil {
@@ -433,7 +425,7 @@ func benchSession(ctx context.Context, a *benchAgent, c benchConfig, acked *atom
 			case <-ctx.Done():
 				return
 			case frame := <-a.sendq:
-				if a.conn.Write(context.Background(), websocket.MessageBinary, frame) != nil {
+				if a.conn.Write(frame) != nil {
 					return
 				}
 			}
@@ -442,7 +434,7 @@ func benchSession(ctx context.Context, a *benchAgent, c benchConfig, acked *atom
 	ka := benchKeepalive(a.name, c)
 	payload, _ := json.Marshal(ka)
 	frame := agentgw.Encode(agentgw.TypeKeepalive, payload)
-	_ = a.conn.Write(ctx, websocket.MessageBinary, frame)
+	_ = a.conn.Write(frame)
 	phase := time.Duration(randUint64() % uint64(c.keepalive))
 	t := time.NewTimer(phase)
 	defer t.Stop()
@@ -451,7 +443,7 @@ func benchSession(ctx context.Context, a *benchAgent, c benchConfig, acked *atom
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			if err := a.conn.Write(ctx, websocket.MessageBinary, frame); err != nil {
+			if err := a.conn.Write(frame); err != nil {
 				return
 			}
 			t.Reset(c.keepalive)

@@ -5,7 +5,10 @@ import (
 	"math"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
+
+	"github.com/picketmon/picket/node/nodetest"
 )
 
 // TestHistQuantile: quantiles between two readings of a cumulative histogram, as
@@ -68,5 +71,36 @@ picket_agent_event_commit_seconds_count 9
 	}
 	if _, err := serverMetrics(srv.URL, "go_memstats_heap_inuse_bytes"); err == nil {
 		t.Fatal("a missing metric was not reported")
+	}
+}
+
+// TestBenchAgentsAgainstNode runs 'picket bench agents' against a real node: every
+// simulated agent connects through the bench's own WebSocket client, its check results
+// are acknowledged (so committed) and stored, and the report says so.
+func TestBenchAgentsAgainstNode(t *testing.T) {
+	n := nodetest.Start(t)
+	r := runCLI(t, nil, "", "bench", "agents", "--agents", "20", "--duration", "3s", "--event-rate", "200",
+		"--name-prefix", "wire-", "--backend-url", n.AgentURL, "--api-url", n.URL, "--password", nodetest.AgentPassword)
+	if r.code != 0 {
+		t.Fatalf("bench: code %d\nstdout: %s\nstderr: %s", r.code, r.stdout, r.stderr)
+	}
+	if !strings.Contains(r.stdout, "connected 20 of 20 agents") || !strings.Contains(r.stdout, "; 0 failed") {
+		t.Fatalf("not every agent connected:\n%s", r.stdout)
+	}
+	var sent, acked int
+	for _, line := range strings.Split(r.stdout, "\n") {
+		if strings.HasPrefix(line, "events: sent ") {
+			fmt.Sscanf(line, "events: sent %d, acknowledged %d", &sent, &acked)
+		}
+	}
+	// At 200/s against an idle node every result is acknowledged but those still in
+	// flight when the hold ends.
+	if sent < 300 || acked < sent*9/10 {
+		t.Fatalf("sent %d, acknowledged %d:\n%s", sent, acked, r.stdout)
+	}
+	token := httpToken(t, n.URL, nodetest.AdminUser, nodetest.AdminPassword)
+	code, body := httpDo(t, "GET", n.URL+"/api/core/v2/namespaces/default/events/wire-00007", token, "")
+	if code != 200 || !strings.Contains(body, `"name":"bench-check-`) || !strings.Contains(body, `"history":[`) {
+		t.Fatalf("stored events of wire-00007: %d %s", code, body)
 	}
 }
