@@ -23,7 +23,6 @@ import (
 	"syscall"
 	"time"
 
-
 	"github.com/picketmon/picket/agentgw"
 	"github.com/picketmon/picket/events"
 )
