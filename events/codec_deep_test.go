@@ -18,6 +18,8 @@ import (
 	"strings"
 	"testing"
 	"unsafe"
+
+	fastjson "github.com/goccy/go-json"
 )
 
 // The deep path of the codec (see codec.go) must give exactly what the per-level path
@@ -851,5 +853,50 @@ func TestDeepPathTaken(t *testing.T) {
 	}
 	if !reflect.ValueOf(again).IsZero() {
 		t.Error("a failed deep decode changed the value")
+	}
+}
+
+// TestDisallowUnknownFieldsOption: the option taken from goccy's Decoder makes its
+// Unmarshal reject unknown keys at any depth and accept documents without them; the
+// deep path depends on that to hand documents with unknown keys to the keeping path.
+func TestDisallowUnknownFieldsOption(t *testing.T) {
+	type inner struct {
+		X int `json:"x"`
+	}
+	type outer struct {
+		A int   `json:"a"`
+		N inner `json:"n"`
+	}
+	for _, c := range []struct {
+		doc     string
+		wantErr bool
+	}{
+		{`{"a":1,"n":{"x":2}}`, false},
+		{`{"a":1,"zz":2}`, true},
+		{`{"a":1,"n":{"x":2,"y":3}}`, true},
+		{`{"a":1} {"a":2}`, true},
+	} {
+		var v outer
+		err := fastjson.UnmarshalWithOption([]byte(c.doc), &v, disallowUnknownFields)
+		if (err != nil) != c.wantErr {
+			t.Errorf("%s: error %v, want an error: %v", c.doc, err, c.wantErr)
+		}
+		if !c.wantErr && (v.A != 1 || v.N.X != 2) {
+			t.Errorf("%s: decoded %+v", c.doc, v)
+		}
+		// Without the option the same documents decode, unknown keys dropped.
+		if err := fastjson.UnmarshalWithOption([]byte(c.doc), &outer{}); err != nil && c.doc != `{"a":1} {"a":2}` {
+			t.Errorf("%s without the option: %v", c.doc, err)
+		}
+	}
+	// An event whose check has a key Picket does not know keeps it, through the
+	// keeping path the deep path hands it to.
+	var ev Event
+	if err := json.Unmarshal([]byte(`{"check":{"metadata":{"name":"c"},"future_field":{"k":1}},"entity":{"metadata":{"name":"e"}}}`), &ev); err != nil {
+		t.Fatal(err)
+	}
+	out, err := json.Marshal(&ev)
+	if err != nil || !bytes.Contains(out, []byte(`"future_field":{"k":1}`)) {
+		t.Fatalf("unknown check key lost: %s %v", out, err)
 	}
 }
