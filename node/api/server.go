@@ -152,8 +152,6 @@ func setRouteLabel(r *http.Request, route string) {
 	}
 }
 
-type principalKey struct{}
-
 // authed wraps a handler that needs an authenticated caller.
 func (s *Server) authed(h func(http.ResponseWriter, *http.Request, *Principal)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
