@@ -207,7 +207,7 @@ func localMember(env *Env, cfg *BackendConfig, configFile, stopCmd, startCmd str
 			abs, _ := filepath.Abs(configFile)
 			pid, err := startBackground(abs, cfg.StateDir)
 			if pid != 0 {
-				fmt.Fprintf(env.Stdout, "      started picket server -c %s (pid %d), logging to %s\n", abs, pid, filepath.Join(cfg.StateDir, "server.log"))
+				fmt.Fprintf(env.Stdout, "      started picket server -c %s (pid %d), logging to %s\n", abs, pid, serverLogPath(cfg.StateDir))
 			}
 			return err
 		},

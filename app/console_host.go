@@ -26,6 +26,10 @@ import (
 	"github.com/picketmon/picket/tui"
 )
 
+// serverLogPath is where a server the console or 'picket cluster replace' starts writes
+// its log: server.log in its state directory.
+func serverLogPath(stateDir string) string { return filepath.Join(stateDir, "server.log") }
+
 // sandboxFile is the manifest of a console-made cluster in its directory: which nodes it
 // has and where their configurations are, so a later console finds it again.
 const sandboxFile = "sandbox.json"
@@ -246,7 +250,7 @@ func startBackground(config, state string) (int, error) {
 	if err := os.MkdirAll(state, 0o700); err != nil {
 		return 0, err
 	}
-	logPath := filepath.Join(state, "server.log")
+	logPath := serverLogPath(state)
 	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
 	if err != nil {
 		return 0, err
@@ -363,7 +367,7 @@ func (h *consoleHost) Bootstrap(ctx context.Context, p tui.Plan, progress func(t
 			if err != nil {
 				return "", err
 			}
-			return fmt.Sprintf("picket server pid %d, log %s", pid, filepath.Join(f.state, "server.log")), nil
+			return fmt.Sprintf("picket server pid %d, log %s", pid, serverLogPath(f.state)), nil
 		})
 		if err != nil {
 			return nil, err
@@ -478,7 +482,7 @@ func waitHealthy(ctx context.Context, apiURLs []string, caFile string, want int,
 		}
 		for name, f := range local {
 			if _, held, err := etcdx.LockHolder(filepath.Join(f.state, "etcd")); err == nil && !held && etcdx.HasData(filepath.Join(f.state, "etcd")) {
-				return "", fmt.Errorf("the server of %s stopped: see %s", name, filepath.Join(f.state, "server.log"))
+				return "", fmt.Errorf("the server of %s stopped: see %s", name, serverLogPath(f.state))
 			}
 		}
 		if time.Now().After(deadline) {
@@ -718,7 +722,7 @@ func (h *consoleHost) Join(ctx context.Context, r tui.JoinRequest, progress func
 		if err != nil {
 			return "", err
 		}
-		return fmt.Sprintf("picket server pid %d, log %s", pid, filepath.Join(f.state, "server.log")), nil
+		return fmt.Sprintf("picket server pid %d, log %s", pid, serverLogPath(f.state)), nil
 	})
 	if err != nil {
 		return nil, hint(err)
@@ -728,7 +732,7 @@ func (h *consoleHost) Join(ctx context.Context, r tui.JoinRequest, progress func
 			if isContextErr(err) {
 				return "", err
 			}
-			return "", fmt.Errorf("not started within 2 minutes: see %s", filepath.Join(f.state, "server.log"))
+			return "", fmt.Errorf("not started within 2 minutes: see %s", serverLogPath(f.state))
 		}
 		return "started, catching up as a learner", nil
 	})
@@ -773,5 +777,5 @@ func (h *consoleHost) Join(ctx context.Context, r tui.JoinRequest, progress func
 		// Keep using the console's session: the dashboard reconnects with it.
 		conn.Session = r.Session.API().Config()
 	}
-	return &tui.Joined{Conn: conn, Name: r.Name, Notes: []string{"Configuration " + f.config + ", log " + filepath.Join(f.state, "server.log")}}, nil
+	return &tui.Joined{Conn: conn, Name: r.Name, Notes: []string{"Configuration " + f.config + ", log " + serverLogPath(f.state)}}, nil
 }
