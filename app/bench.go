@@ -205,9 +205,12 @@ type benchAgent struct {
 	entityJSON   []byte
 	handlersJSON []byte
 	conn         *benchConn
-	sendq        chan []byte
-	mu           sync.Mutex
-	pending      map[string]time.Time
+	// ready is set once conn and sendq are: the generator and the closing at the end
+	// read them only then (a dial may still be under way when the bench gives up waiting).
+	ready   atomic.Bool
+	sendq   chan []byte
+	mu      sync.Mutex
+	pending map[string]time.Time
 }
 
 func benchAgents(ctx context.Context, env *Env, c benchConfig) error {
@@ -269,7 +272,8 @@ func benchAgents(ctx context.Context, env *Env, c benchConfig) error {
 			handshake.add(time.Since(t0))
 			a.conn = conn
 			a.sendq = make(chan []byte, benchSendQueue)
-			connected.Add(1) // after a's fields are set: benchEvents reads them once all have connected
+			a.ready.Store(true)
+			connected.Add(1)
 			benchSession(runCtx, a, c, &acked, &ackLat)
 		}(i)
 		if time.Since(lastReport) > 5*time.Second {
@@ -319,11 +323,11 @@ func benchAgents(ctx context.Context, env *Env, c benchConfig) error {
 	benchCPU1 := processCPU()
 	memAfter, memErr2 := serverMemory(c.apiURL)
 	stop()
-	// In parallel: a close handshake waits up to 5 s for an agent whose writer is blocked
-	// on a server that stopped reading.
+	// In parallel: a close waits up to 5 s for the server's answer, or for a write
+	// blocked on a server that stopped reading.
 	var closing sync.WaitGroup
 	for _, a := range agents {
-		if a != nil && a.conn != nil {
+		if a != nil && a.ready.Load() {
 			closing.Add(1)
 			go func() {
 				defer closing.Done()
@@ -480,7 +484,7 @@ func benchKeepalive(name string, c benchConfig) *events.Event {
 func benchEvents(ctx context.Context, agents []*benchAgent, c benchConfig, sent, backlog *atomic.Int64) {
 	var live []*benchAgent
 	for _, a := range agents {
-		if a != nil && a.conn != nil {
+		if a != nil && a.ready.Load() {
 			live = append(live, a)
 		}
 	}

@@ -14,6 +14,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -97,8 +98,14 @@ func benchDial(ctx context.Context, rawURL string, h http.Header, dialer *net.Di
 func benchHandshake(ctx context.Context, nc net.Conn, u *url.URL, h http.Header) (*benchConn, error) {
 	if d, ok := ctx.Deadline(); ok {
 		_ = nc.SetDeadline(d)
-		defer nc.SetDeadline(time.Time{})
 	}
+	// A cancelled context ends a handshake under way too.
+	stop := context.AfterFunc(ctx, func() { _ = nc.SetDeadline(time.Unix(1, 0)) })
+	defer func() {
+		if stop() {
+			_ = nc.SetDeadline(time.Time{})
+		}
+	}()
 	key := base64.StdEncoding.EncodeToString(randBytes(16))
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
 	if err != nil {
@@ -129,10 +136,26 @@ func benchHandshake(ctx context.Context, nc net.Conn, u *url.URL, h http.Header)
 	if !strings.EqualFold(resp.Header.Get("Upgrade"), "websocket") {
 		return nil, fmt.Errorf("handshake: Upgrade header %q, want websocket", resp.Header.Get("Upgrade"))
 	}
+	if !headerHasToken(resp.Header, "Connection", "upgrade") {
+		return nil, fmt.Errorf("handshake: Connection header %q, want Upgrade", resp.Header.Get("Connection"))
+	}
 	if ext := resp.Header.Get("Sec-WebSocket-Extensions"); ext != "" {
 		return nil, fmt.Errorf("handshake: the server chose extensions %q that were not offered", ext)
 	}
 	return &benchConn{nc: nc, br: br, limit: 1 << 20, done: make(chan any)}, nil
+}
+
+// headerHasToken reports whether the comma-separated values of header key in h include
+// token, case-insensitively.
+func headerHasToken(h http.Header, key, token string) bool {
+	for _, v := range h.Values(key) {
+		for t := range strings.SplitSeq(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(t), token) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // SetReadLimit bounds the size of a message read.
@@ -192,7 +215,8 @@ func maskBytes(p []byte, key uint32) {
 }
 
 // Read returns the next text or binary message, valid until the next Read. It answers
-// pings and, when the server closes, answers its close frame and returns io.EOF.
+// pings; when the server closes, it answers the close frame and returns io.EOF (as it
+// does when the connection ends without one).
 func (c *benchConn) Read() ([]byte, error) {
 	c.msg = c.msg[:0]
 	inMessage := false
@@ -251,7 +275,9 @@ func (c *benchConn) readFrame() (fin bool, op byte, payload []byte, err error) {
 	if hdr[0]&0x70 != 0 {
 		return false, 0, nil, errors.New("websocket: reserved bits set without an extension")
 	}
-	masked := hdr[1]&0x80 != 0
+	if hdr[1]&0x80 != 0 {
+		return false, 0, nil, errors.New("websocket: the server masked a frame (RFC 6455 §5.1)")
+	}
 	n := uint64(hdr[1] & 0x7F)
 	switch n {
 	case 126:
@@ -271,28 +297,11 @@ func (c *benchConn) readFrame() (fin bool, op byte, payload []byte, err error) {
 	if n > uint64(c.limit) {
 		return false, 0, nil, fmt.Errorf("websocket: frame of %d bytes over the read limit of %d", n, c.limit)
 	}
-	var key uint32
-	if masked {
-		var k [4]byte
-		if _, err := io.ReadFull(c.br, k[:]); err != nil {
-			return false, 0, nil, err
-		}
-		key = binary.LittleEndian.Uint32(k[:])
-	}
 	// Frames are read into the free room after the message being assembled.
-	buf := c.msg[len(c.msg):]
-	if uint64(cap(buf)) < n {
-		grown := make([]byte, len(c.msg), len(c.msg)+int(n))
-		copy(grown, c.msg)
-		c.msg = grown
-		buf = c.msg[len(c.msg):]
-	}
-	buf = buf[:n]
+	c.msg = slices.Grow(c.msg, int(n))
+	buf := c.msg[len(c.msg) : len(c.msg)+int(n)]
 	if _, err := io.ReadFull(c.br, buf); err != nil {
 		return false, 0, nil, err
-	}
-	if masked {
-		maskBytes(buf, key)
 	}
 	if op >= wsClose {
 		// A control frame may arrive between the frames of a message: its payload must
@@ -311,21 +320,26 @@ func (c *benchConn) end() {
 	})
 }
 
-// Close sends a normal-closure frame with reason and waits up to 5 s for the server's
-// close frame (read by the goroutine calling Read), then closes the socket. A write
-// blocked on a server that stopped reading is given the same 5 s.
+// Close sends a normal-closure frame with reason (at most 123 bytes, ASCII) and waits
+// for the server's answer, which the goroutine calling Read sees, then closes the
+// socket. It takes at most 5 s in all: a write blocked on a server that stopped reading
+// counts against them, and with no goroutine reading it waits them out.
 func (c *benchConn) Close(reason string) error {
-	_ = c.nc.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	deadline := time.Now().Add(5 * time.Second)
+	_ = c.nc.SetWriteDeadline(deadline)
 	payload := binary.BigEndian.AppendUint16(nil, 1000)
 	payload = append(payload, reason[:min(len(reason), 123)]...)
 	err := c.writeFrame(wsClose, payload)
-	select {
-	case <-c.done:
-	case <-time.After(5 * time.Second):
+	if err == nil || errors.Is(err, net.ErrClosed) {
+		// Sent now or earlier (an answer to the server's close): wait for the end.
+		t := time.NewTimer(time.Until(deadline))
+		select {
+		case <-c.done:
+		case <-t.C:
+		}
+		t.Stop()
+		err = nil
 	}
 	c.end()
-	if errors.Is(err, net.ErrClosed) {
-		return nil
-	}
 	return err
 }

@@ -1,9 +1,13 @@
 package app
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"crypto/sha1"
+	"encoding/base64"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -162,5 +166,80 @@ func TestMaskBytes(t *testing.T) {
 		if !bytes.Equal(p, want) {
 			t.Fatalf("n=%d: %x, want %x", n, p, want)
 		}
+	}
+}
+
+// rawWSServer accepts one connection, answers its handshake with status 101 and the
+// extra header lines (each ending in \r\n), then hands the connection to after.
+func rawWSServer(t *testing.T, extra string, after func(net.Conn)) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		nc, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer nc.Close()
+		req, err := http.ReadRequest(bufio.NewReader(nc))
+		if err != nil {
+			return
+		}
+		sum := sha1.Sum([]byte(req.Header.Get("Sec-WebSocket-Key") + wsGUID))
+		fmt.Fprintf(nc, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nSec-WebSocket-Accept: %s\r\n%s\r\n",
+			base64.StdEncoding.EncodeToString(sum[:]), extra)
+		after(nc)
+	}()
+	return "ws://" + ln.Addr().String() + "/"
+}
+
+// TestBenchConnStrict: the client refuses a handshake without "Connection: Upgrade" and
+// a frame the server masked, naming what is wrong.
+func TestBenchConnStrict(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	url := rawWSServer(t, "", func(net.Conn) {})
+	if _, err := benchDial(ctx, url, http.Header{}, &net.Dialer{}); err == nil || !strings.Contains(err.Error(), "Connection header") {
+		t.Fatalf("handshake without Connection: Upgrade: %v", err)
+	}
+	url = rawWSServer(t, "Connection: keep-alive, Upgrade\r\n", func(nc net.Conn) {
+		// A binary frame of 2 bytes, masked with key 0.
+		nc.Write([]byte{0x82, 0x82, 0, 0, 0, 0, 'h', 'i'})
+		time.Sleep(time.Second)
+	})
+	c, err := benchDial(ctx, url, http.Header{}, &net.Dialer{})
+	if err != nil {
+		t.Fatalf("handshake with Connection: keep-alive, Upgrade: %v", err)
+	}
+	if _, err := c.Read(); err == nil || !strings.Contains(err.Error(), "masked") {
+		t.Fatalf("masked frame from the server: %v", err)
+	}
+}
+
+// TestBenchConnDialCancelled: cancelling the context ends a handshake the server never
+// answers, also without a deadline.
+func TestBenchConnDialCancelled(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		if nc, err := ln.Accept(); err == nil {
+			defer nc.Close()
+			time.Sleep(10 * time.Second)
+		}
+	}()
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(200*time.Millisecond, cancel)
+	start := time.Now()
+	if _, err := benchDial(ctx, "ws://"+ln.Addr().String()+"/", http.Header{}, &net.Dialer{}); err == nil {
+		t.Fatal("handshake with a silent server succeeded")
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("cancelled handshake took %s", d)
 	}
 }
