@@ -157,39 +157,46 @@ func (s *session) run() {
 		read := time.Now()
 		s.g.framesIn.Add(1)
 		if typ != websocket.MessageBinary && typ != websocket.MessageText {
+			releaseFrame(frame)
 			continue
 		}
 		s.handleFrame(log, frame, read)
 	}
 }
 
-// framePool holds the buffers frames are read into: a frame is then copied out at its
-// exact size, where io.ReadAll (websocket.Conn.Read) would grow a new buffer from 512
-// bytes for every frame.
+// framePool holds the buffers frames are read into. A frame stays in its pooled buffer
+// until a worker has decoded it (the decoder copies what it keeps), so reading costs no
+// allocation per frame, where io.ReadAll (websocket.Conn.Read) would grow a new buffer
+// from 512 bytes for every frame.
 var framePool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
 // maxPooledFrame bounds the buffers kept for reuse; a rare large frame's is dropped.
 const maxPooledFrame = 64 << 10
 
-// readFrame reads the next data message. It reads without a context: the read ends
-// when the session closes the connection, and a cancellable context would cost a
-// registration per frame.
-func (s *session) readFrame() (websocket.MessageType, []byte, error) {
+func releaseFrame(buf *bytes.Buffer) {
+	if buf.Cap() <= maxPooledFrame {
+		framePool.Put(buf)
+	}
+}
+
+// readFrame reads the next data message into a pooled buffer, which the caller
+// releases. It reads without a context: the read ends when the session closes the
+// connection, and a cancellable context would cost a registration per frame.
+func (s *session) readFrame() (websocket.MessageType, *bytes.Buffer, error) {
 	typ, r, err := s.conn.Reader(context.Background())
 	if err != nil {
 		return 0, nil, err
 	}
 	buf := framePool.Get().(*bytes.Buffer)
 	buf.Reset()
-	_, err = buf.ReadFrom(r)
-	frame := bytes.Clone(buf.Bytes())
-	if buf.Cap() <= maxPooledFrame {
-		framePool.Put(buf)
+	if _, err := buf.ReadFrom(r); err != nil {
+		releaseFrame(buf)
+		return 0, nil, err
 	}
-	return typ, frame, err
+	return typ, buf, nil
 }
 
-func (s *session) handleFrame(log *slog.Logger, frame []byte, read time.Time) {
+func (s *session) handleFrame(log *slog.Logger, frame *bytes.Buffer, read time.Time) {
 	// Everything past reading the frame runs on the gateway's workers: the reader's stack
 	// stays shallow (it is the one goroutine every idle agent keeps), one agent's events
 	// are processed side by side while they wait for their grouped commit, and the
@@ -198,12 +205,14 @@ func (s *session) handleFrame(log *slog.Logger, frame []byte, read time.Time) {
 	select {
 	case s.inflight <- struct{}{}:
 	case <-s.ctx.Done():
+		releaseFrame(frame)
 		return
 	}
 	s.handlers.Add(1)
 	select {
 	case s.g.jobs <- job{s: s, log: log, frame: frame, read: read}:
 	case <-s.ctx.Done():
+		releaseFrame(frame)
 		<-s.inflight
 		s.handlers.Done()
 	}
@@ -213,24 +222,29 @@ func (s *session) handleFrame(log *slog.Logger, frame []byte, read time.Time) {
 type job struct {
 	s     *session
 	log   *slog.Logger
-	frame []byte
+	frame *bytes.Buffer
 	read  time.Time
 }
 
 func (j job) run() {
 	defer j.s.handlers.Done()
 	defer func() { <-j.s.inflight }()
-	j.s.decodeAndProcess(j.log, j.frame, j.read)
+	ev, msgType, keepalive, ok := j.s.decode(j.log, j.frame.Bytes())
+	releaseFrame(j.frame)
+	if ok {
+		j.s.process(j.log, ev, msgType, keepalive, j.read)
+	}
 }
 
-func (s *session) decodeAndProcess(log *slog.Logger, frame []byte, read time.Time) {
+// decode checks a frame and decodes its event; false (logged and counted) when the
+// frame is dropped. Nothing it returns refers to frame.
+func (s *session) decode(log *slog.Logger, frame []byte) (ev *events.Event, msgType string, keepalive, ok bool) {
 	msgType, payload, err := Decode(frame)
 	if err != nil {
 		s.g.malformed.Add(1)
 		log.Warn("malformed frame dropped", "err", err, "size", len(frame))
-		return
+		return nil, "", false, false
 	}
-	keepalive := false
 	switch msgType {
 	case TypeKeepalive:
 		keepalive = true
@@ -238,15 +252,15 @@ func (s *session) decodeAndProcess(log *slog.Logger, frame []byte, read time.Tim
 	default:
 		s.g.malformed.Add(1)
 		log.Warn("frame of unknown type dropped", "type", msgType)
-		return
+		return nil, "", false, false
 	}
-	ev := &events.Event{}
+	ev = &events.Event{}
 	// UnmarshalJSON directly: json.Unmarshal would scan the whole payload once more
 	// before handing it over.
 	if err := ev.UnmarshalJSON(payload); err != nil {
 		s.g.malformed.Add(1)
 		log.Warn("frame payload is not an event; dropped", "type", msgType, "err", err)
-		return
+		return nil, "", false, false
 	}
 	if ev.Entity == nil {
 		ev.Entity = &events.Entity{}
@@ -261,14 +275,14 @@ func (s *session) decodeAndProcess(log *slog.Logger, frame []byte, read time.Tim
 		(ev.Check.ProxyEntityName != "" && !events.ValidName(ev.Check.ProxyEntityName)))) {
 		s.g.malformed.Add(1)
 		log.Warn("event with an invalid entity or check name dropped", "entity", ev.Entity.Metadata.Name)
-		return
+		return nil, "", false, false
 	}
 	if keepalive && ev.Entity.Metadata.Name != s.name {
 		s.g.malformed.Add(1)
 		log.Warn("keepalive for another entity dropped", "entity", ev.Entity.Metadata.Name)
-		return
+		return nil, "", false, false
 	}
-	s.process(log, ev, msgType, keepalive, read)
+	return ev, msgType, keepalive, true
 }
 
 // process persists one event through the node and acknowledges it.

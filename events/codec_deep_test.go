@@ -900,3 +900,27 @@ func TestDisallowUnknownFieldsOption(t *testing.T) {
 		t.Fatalf("unknown check key lost: %s %v", out, err)
 	}
 }
+
+// TestDecodedEventKeepsNoInput: a decoded event refers to none of the bytes it was
+// decoded from, unknown keys and raw values included. The gateway decodes every frame
+// out of a pooled buffer that the next frame overwrites.
+func TestDecodedEventKeepsNoInput(t *testing.T) {
+	forRandomEvents(11, 12, func(i int, _ *rand.Rand, ev *Event) {
+		data, err := json.Marshal(ev)
+		if err != nil {
+			t.Fatalf("event %d: %v", i, err)
+		}
+		var got Event
+		if err := got.UnmarshalJSON(data); err != nil {
+			t.Fatalf("event %d: %v", i, err)
+		}
+		before, _ := json.Marshal(&got)
+		for j := range data {
+			data[j] = 'x'
+		}
+		after, _ := json.Marshal(&got)
+		if !bytes.Equal(before, after) {
+			t.Fatalf("event %d changed when its input was overwritten:\nbefore %s\nafter  %s", i, before, after)
+		}
+	})
+}
