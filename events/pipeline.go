@@ -324,11 +324,15 @@ func (p *Pipeline) process(ev *Event) {
 	}
 	now := time.Now()
 	// The event is encoded once, when a first mutator needs it, for all its handlers:
-	// the pipeline never changes an event.
-	enc := sync.OnceValues(ev.MarshalJSON)
+	// the pipeline never changes an event. Most events are filtered out everywhere, so
+	// the encoder is made only for one that reaches a handler.
+	var enc func() ([]byte, error)
 	for _, h := range handlers {
 		if p.filtered(h, ev, now) {
 			continue
+		}
+		if enc == nil {
+			enc = sync.OnceValues(ev.MarshalJSON)
 		}
 		md := p.mutatorOf(ns, h.Mutator)
 		if h.Type == HandlerPipe || h.Type == "" || (md != nil && md.def.Type != MutatorJavaScript) {
