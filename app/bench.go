@@ -459,7 +459,7 @@ func benchSession(ctx context.Context, a *benchAgent, c benchConfig, acked *atom
 func ackID(payload []byte) ([]byte, bool) {
 	const pre, post = `{"id":"`, `"}`
 	if bytes.HasPrefix(payload, []byte(pre)) && bytes.HasSuffix(payload, []byte(post)) {
-		if id := payload[len(pre) : len(payload)-len(post)]; bytes.IndexAny(id, `"\`) < 0 {
+		if id := payload[len(pre) : len(payload)-len(post)]; !bytes.ContainsAny(id, `"\`) {
 			return id, true
 		}
 	}
