@@ -49,27 +49,19 @@ func (n *Node) startPipeline(ctx context.Context) error {
 	bg, cancel := context.WithCancel(context.Background())
 	ps.cancel = cancel
 	for _, kind := range pipelineKinds {
-		prefix := etcdx.Key(kind)
-		rev, err := ps.load(ctx, prefix, ps.resetDefs(kind), ps.putDef(kind), ps.deleteDef(kind))
-		if err != nil {
+		if err := ps.track(ctx, bg, etcdx.Key(kind), ps.resetDefs(kind), ps.putDef(kind), ps.deleteDef(kind)); err != nil {
 			return fmt.Errorf("load %s for the event pipeline: %w", kind, err)
 		}
-		ps.follow(bg, prefix, rev, ps.resetDefs(kind), ps.putDef(kind), ps.deleteDef(kind))
 	}
 	hooks := &hookCache{}
 	ps.hooks = hooks
-	rev, err := ps.load(ctx, etcdx.Key("hooks"), hooks.reset, hooks.put, hooks.delete)
-	if err != nil {
+	if err := ps.track(ctx, bg, etcdx.Key("hooks"), hooks.reset, hooks.put, hooks.delete); err != nil {
 		return fmt.Errorf("load hooks: %w", err)
 	}
-	ps.follow(bg, etcdx.Key("hooks"), rev, hooks.reset, hooks.put, hooks.delete)
-	prefix := etcdx.Key("silenced")
 	s := ps.silences
-	rev, err = ps.load(ctx, prefix, s.reset, s.put, s.delete)
-	if err != nil {
+	if err := ps.track(ctx, bg, etcdx.Key("silenced"), s.reset, s.put, s.delete); err != nil {
 		return fmt.Errorf("load silences: %w", err)
 	}
-	ps.follow(bg, prefix, rev, s.reset, s.put, s.delete)
 	ps.wg.Add(1)
 	go func() {
 		defer ps.wg.Done()
@@ -105,6 +97,16 @@ func (n *Node) closePipeline(ctx context.Context) error {
 // pipelineDrainGrace bounds how long a stopping server waits for queued events and
 // running handlers.
 const pipelineDrainGrace = 5 * time.Second
+
+// track loads prefix into the callbacks with ctx, then follows it until bg ends.
+func (ps *pipelineState) track(ctx, bg context.Context, prefix string, reset func(), put func(etcdx.KV), del func(string)) error {
+	rev, err := ps.load(ctx, prefix, reset, put, del)
+	if err != nil {
+		return err
+	}
+	ps.follow(bg, prefix, rev, reset, put, del)
+	return nil
+}
 
 // load reads every key under prefix into the callbacks and returns the revision read at.
 func (ps *pipelineState) load(ctx context.Context, prefix string, reset func(), put func(etcdx.KV), del func(string)) (int64, error) {
