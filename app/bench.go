@@ -47,7 +47,7 @@ type benchConfig struct {
 	backendURL, apiURL, user, password, namespace, prefix string
 	agents, connectRate                                   int
 	eventRate                                             float64
-	keepalive, duration                                   time.Duration
+	keepalive, duration, progress                         time.Duration
 	sources, totalAgents, procs                           int
 	// checks > 0 creates that many interval checks for checkAgents agents and measures
 	// how late their requests arrive against the cadence grid.
@@ -106,6 +106,7 @@ func runBench(ctx context.Context, env *Env, args []string) error {
 	fs.Float64Var(&c.eventRate, "event-rate", 0, "check results per second across all agents, each acknowledged (0: keepalives only)")
 	fs.DurationVar(&c.keepalive, "keepalive-interval", 20*time.Second, "keepalive interval of each agent")
 	fs.DurationVar(&c.duration, "duration", 30*time.Second, "how long to hold the agents after they connected")
+	fs.DurationVar(&c.progress, "progress", 10*time.Second, "print the send and acknowledge rates this often while holding (0: only the summary)")
 	fs.IntVar(&c.totalAgents, "total-agents", 0, "agents connected by all bench processes together, for memory per agent when several run (default --agents)")
 	fs.IntVar(&c.checks, "checks", 0, "interval checks to create for the schedule measurement (needs --admin-password)")
 	fs.IntVar(&c.checkAgents, "check-agents", 5, "how many of the agents subscribe to the measured checks")
@@ -121,6 +122,9 @@ func runBench(ctx context.Context, env *Env, args []string) error {
 	}
 	if c.procs < 0 {
 		return usageErrorf("--procs must be 0 (one per core) or more (got %d)", c.procs)
+	}
+	if c.progress < 0 {
+		return usageErrorf("--progress must be 0 (off) or a duration such as 10s (got %s)", c.progress)
 	}
 	if c.procs > 0 {
 		// Restored on return: the bench may run inside a test binary.
@@ -223,7 +227,7 @@ func benchAgents(ctx context.Context, env *Env, c benchConfig) error {
 
 	auth := "Basic " + base64.StdEncoding.EncodeToString([]byte(c.user+":"+c.password))
 	var handshake, ackLat latencies
-	var connected, failed, acked, sent, backlog atomic.Int64
+	var connected, failed, lost, acked, sent, backlog atomic.Int64
 	var firstErr atomic.Value
 	agents := make([]*benchAgent, c.agents)
 	runCtx, stop := context.WithCancel(ctx)
@@ -274,7 +278,7 @@ func benchAgents(ctx context.Context, env *Env, c benchConfig) error {
 			a.sendq = make(chan []byte, benchSendQueue)
 			a.ready.Store(true)
 			connected.Add(1)
-			benchSession(runCtx, a, c, &acked, &ackLat)
+			benchSession(runCtx, a, c, &acked, &lost, &ackLat)
 		}(i)
 		if time.Since(lastReport) > 5*time.Second {
 			lastReport = time.Now()
@@ -313,9 +317,33 @@ func benchAgents(ctx context.Context, env *Env, c benchConfig) error {
 		}()
 	}
 	hold := time.NewTimer(c.duration)
-	select {
-	case <-ctx.Done():
-	case <-hold.C:
+	// A line every --progress, so a long hold shows whether the server keeps up all
+	// along or falls behind after a while (when etcd starts compacting its history, say).
+	var progressC <-chan time.Time
+	if c.progress > 0 {
+		progress := time.NewTicker(c.progress)
+		defer progress.Stop()
+		progressC = progress.C
+	}
+	lastAcked, lastSent, lastAt := ackedBefore, sent.Load(), holdStart
+holding:
+	for {
+		select {
+		case <-ctx.Done():
+			break holding
+		case <-hold.C:
+			break holding
+		case now := <-progressC:
+			a, sn := acked.Load(), sent.Load()
+			secs := now.Sub(lastAt).Seconds()
+			if c.eventRate > 0 {
+				fmt.Fprintf(env.Stdout, "  … %s: %d agents connected; last %.0f s: sent %.0f/s, acknowledged %.0f/s\n",
+					now.Sub(holdStart).Round(time.Second), connected.Load()-lost.Load(), secs, float64(sn-lastSent)/secs, float64(a-lastAcked)/secs)
+			} else {
+				fmt.Fprintf(env.Stdout, "  … %s: %d agents connected\n", now.Sub(holdStart).Round(time.Second), connected.Load()-lost.Load())
+			}
+			lastAcked, lastSent, lastAt = a, sn, now
+		}
 	}
 	held := time.Since(holdStart)
 	ackedN := acked.Load() - ackedBefore
@@ -339,6 +367,9 @@ func benchAgents(ctx context.Context, env *Env, c benchConfig) error {
 	wg.Wait()
 
 	fmt.Fprintf(env.Stdout, "held %d agents for %s\n", connected.Load(), held.Round(time.Millisecond))
+	if n := lost.Load(); n > 0 {
+		fmt.Fprintf(env.Stdout, "connections lost before the end: %d (closed by the server or the network; see the server's log)\n", n)
+	}
 	if c.eventRate > 0 {
 		if n := backlog.Load(); n > 0 {
 			fmt.Fprintf(env.Stdout, "events not sent: %d (%.0f/s), their agent already had %d waiting to be written: the server did not keep up\n",
@@ -385,7 +416,9 @@ func benchAgents(ctx context.Context, env *Env, c benchConfig) error {
 
 // benchSession keeps one agent alive: it reads (acks, requests), answers pings and
 // sends keepalives on the interval, with a random phase so they spread evenly.
-func benchSession(ctx context.Context, a *benchAgent, c benchConfig, acked *atomic.Int64, lat *latencies) {
+// benchSession runs a's session until ctx ends, counting its acknowledged events in
+// acked, and in lost its end if the connection ends first.
+func benchSession(ctx context.Context, a *benchAgent, c benchConfig, acked, lost *atomic.Int64, lat *latencies) {
 	a.conn.SetReadLimit(agentgw.MaxFrameSize)
 	// Reads and writes go without a context (a cancellable one costs a registration per
 	// frame, CPU the server should have); closing the connection at the end stops them.
@@ -393,6 +426,9 @@ func benchSession(ctx context.Context, a *benchAgent, c benchConfig, acked *atom
 		for {
 			b, err := a.conn.Read()
 			if err != nil {
+				if ctx.Err() == nil {
+					lost.Add(1)
+				}
 				return
 			}
 			recv := time.Now()

@@ -79,13 +79,20 @@ picket_agent_event_commit_seconds_count 9
 // are acknowledged (so committed) and stored, and the report says so.
 func TestBenchAgentsAgainstNode(t *testing.T) {
 	n := nodetest.Start(t)
-	r := runCLI(t, nil, "", "bench", "agents", "--agents", "20", "--duration", "3s", "--event-rate", "200",
+	r := runCLI(t, nil, "", "bench", "agents", "--agents", "20", "--duration", "3s", "--event-rate", "200", "--progress", "1s",
 		"--name-prefix", "wire-", "--backend-url", n.AgentURL, "--api-url", n.URL, "--password", nodetest.AgentPassword)
 	if r.code != 0 {
 		t.Fatalf("bench: code %d\nstdout: %s\nstderr: %s", r.code, r.stdout, r.stderr)
 	}
 	if !strings.Contains(r.stdout, "connected 20 of 20 agents") || !strings.Contains(r.stdout, "; 0 failed") {
 		t.Fatalf("not every agent connected:\n%s", r.stdout)
+	}
+	// One progress line a second; the agents stay connected all along.
+	if n := strings.Count(r.stdout, "  … "); n < 2 || !strings.Contains(r.stdout, ": 20 agents connected; last 1 s: sent ") {
+		t.Fatalf("want progress lines while holding, got %d:\n%s", n, r.stdout)
+	}
+	if strings.Contains(r.stdout, "connections lost") {
+		t.Fatalf("a connection was lost:\n%s", r.stdout)
 	}
 	var sent, acked int
 	for _, line := range strings.Split(r.stdout, "\n") {

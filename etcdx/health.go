@@ -24,13 +24,14 @@ func (s *Store) DeleteRev(ctx context.Context, key string, modRev int64) error {
 	resp, err := s.c.Txn(ctx).
 		If(clientv3.Compare(clientv3.ModRevision(key), "=", modRev)).
 		Then(clientv3.OpDelete(key)).
+		Else(clientv3.OpGet(key, clientv3.WithCountOnly())). // gone, or changed?
 		Commit()
 	if err != nil {
 		return fmt.Errorf("delete %s: %w", key, err)
 	}
 	if !resp.Succeeded {
-		if _, err := s.Get(ctx, key); errors.Is(err, ErrNotFound) {
-			return err
+		if rr := resp.Responses[0].GetResponseRange(); rr.GetCount() == 0 {
+			return fmt.Errorf("delete %s: %w", key, ErrNotFound)
 		}
 		return fmt.Errorf("delete %s: %w", key, ErrConflict)
 	}

@@ -113,6 +113,39 @@ func TestCRUD(t *testing.T) {
 	}
 }
 
+// DeleteRev tells a changed key (ErrConflict) from a deleted one (ErrNotFound), naming
+// the key, and deletes only at the revision it was given.
+func TestDeleteRev(t *testing.T) {
+	ctx := t.Context()
+	s := sharedStore
+	clearTestKeys(t)
+	key := testKey(t, "a")
+
+	rev1, err := s.Create(ctx, key, []byte("one"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rev2, err := s.Update(ctx, key, []byte("two"), rev1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteRev(ctx, key, rev1); !errors.Is(err, etcdx.ErrConflict) || !strings.Contains(err.Error(), key) {
+		t.Fatalf("DeleteRev at an old revision: err = %v, want ErrConflict naming %s", err, key)
+	}
+	if kv, err := s.Get(ctx, key); err != nil || string(kv.Value) != "two" {
+		t.Fatalf("after a refused DeleteRev: %+v, %v; want the value kept", kv, err)
+	}
+	if err := s.DeleteRev(ctx, key, 0); !errors.Is(err, etcdx.ErrConflict) {
+		t.Fatalf("DeleteRev at revision 0: err = %v, want ErrConflict", err)
+	}
+	if err := s.DeleteRev(ctx, key, rev2); err != nil {
+		t.Fatalf("DeleteRev at the current revision: %v", err)
+	}
+	if err := s.DeleteRev(ctx, key, rev2); !errors.Is(err, etcdx.ErrNotFound) || !strings.Contains(err.Error(), key) {
+		t.Fatalf("DeleteRev of a deleted key: err = %v, want ErrNotFound naming %s", err, key)
+	}
+}
+
 func TestUpdateConcurrentConflict(t *testing.T) {
 	ctx := t.Context()
 	s := sharedStore

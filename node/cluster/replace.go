@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/picketmon/picket/etcdx"
 )
 
 // Errors of Replace's preflight, for callers that branch on the reason of a refusal.
@@ -413,7 +415,7 @@ func (c *Client) Replace(ctx context.Context, o ReplaceOptions) (*ReplaceResult,
 			if err == nil {
 				return detail, nil
 			}
-			if time.Now().After(deadline) || !sleep(ctx, 500*time.Millisecond) {
+			if time.Now().After(deadline) || !etcdx.Sleep(ctx, 500*time.Millisecond) {
 				return "", err
 			}
 		}
@@ -509,7 +511,7 @@ func (c *Client) WaitStarted(ctx context.Context, id uint64, wait, poll time.Dur
 		if time.Now().After(deadline) {
 			return fmt.Errorf("member %x has not started within %s", id, wait)
 		}
-		if !sleep(ctx, poll) {
+		if !etcdx.Sleep(ctx, poll) {
 			return ctx.Err()
 		}
 	}
@@ -530,7 +532,7 @@ func (c *Client) WaitHealthy(ctx context.Context, id uint64, wait, poll time.Dur
 		if time.Now().After(deadline) {
 			return fmt.Errorf("member %x is not healthy within %s", id, wait)
 		}
-		if !sleep(ctx, poll) {
+		if !etcdx.Sleep(ctx, poll) {
 			return ctx.Err()
 		}
 	}
@@ -549,7 +551,7 @@ func (c *Client) PromoteWithRetry(ctx context.Context, id uint64, wait time.Dura
 		if time.Now().After(deadline) || ctx.Err() != nil || (final != nil && final(err)) {
 			return err
 		}
-		if !sleep(ctx, time.Second) {
+		if !etcdx.Sleep(ctx, time.Second) {
 			return ctx.Err()
 		}
 	}
@@ -605,15 +607,4 @@ func writeSnapshot(ctx context.Context, c *Client, path string) (int64, error) {
 		return n, err
 	}
 	return n, os.Rename(tmp, path)
-}
-
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
 }
