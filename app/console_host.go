@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"io/fs"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -740,12 +739,7 @@ func (h *consoleHost) Join(ctx context.Context, r tui.JoinRequest, progress func
 		return nil, hint(err)
 	}
 	err = step(progress, "promote", r.Name, "", func() (string, error) {
-		// Give up on a refusal other than "not caught up yet" (409, 400).
-		final := func(err error) bool {
-			var ae *client.APIError
-			return errors.As(err, &ae) && ae.Status < http.StatusInternalServerError && ae.Status != http.StatusConflict && ae.Status != http.StatusBadRequest
-		}
-		if err := cl.PromoteWithRetry(ctx, add.Member.ID, 2*time.Minute, final); err != nil {
+		if err := cl.PromoteWithRetry(ctx, add.Member.ID, 2*time.Minute); err != nil {
 			return "", err
 		}
 		return "voter", nil

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net/http"
 	"os"
 	"sort"
 	"strconv"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/picketmon/picket/etcdx"
+	"github.com/picketmon/picket/node/client"
 )
 
 // Errors of Replace's preflight, for callers that branch on the reason of a refusal.
@@ -398,7 +400,7 @@ func (c *Client) Replace(ctx context.Context, o ReplaceOptions) (*ReplaceResult,
 	}
 	if phase == StepPromote {
 		err = step(StepPromote, st.NewID, func() (string, error) {
-			if err := c.PromoteWithRetry(ctx, res.NewID, 2*time.Minute, nil); err != nil {
+			if err := c.PromoteWithRetry(ctx, res.NewID, 2*time.Minute); err != nil {
 				return "", err
 			}
 			st.Step = StepPromote
@@ -539,22 +541,32 @@ func (c *Client) WaitHealthy(ctx context.Context, id uint64, wait, poll time.Dur
 }
 
 // PromoteWithRetry promotes learner id, retrying every second for up to wait while
-// etcd refuses (until the learner has caught up). It stops early, returning the error,
-// when ctx ends or final (if not nil) reports the error as one not worth retrying.
-func (c *Client) PromoteWithRetry(ctx context.Context, id uint64, wait time.Duration, final func(error) bool) error {
+// etcd refuses because the learner has not caught up (409) or the request was refused
+// as premature (400). It returns at once when ctx ends or the server refuses for another
+// reason (403, 404: retrying will not help), and otherwise the last error after wait.
+func (c *Client) PromoteWithRetry(ctx context.Context, id uint64, wait time.Duration) error {
 	deadline := time.Now().Add(wait)
 	for {
 		err := c.PromoteMember(ctx, id)
 		if err == nil {
 			return nil
 		}
-		if time.Now().After(deadline) || ctx.Err() != nil || (final != nil && final(err)) {
+		if time.Now().After(deadline) || ctx.Err() != nil || promoteRefusalFinal(err) {
 			return err
 		}
 		if !etcdx.Sleep(ctx, time.Second) {
 			return ctx.Err()
 		}
 	}
+}
+
+// promoteRefusalFinal reports an answer to a promote that a retry would only repeat:
+// a refusal by the API other than 409 and 400. Server errors (5xx) and failed
+// requests may pass.
+func promoteRefusalFinal(err error) bool {
+	var ae *client.APIError
+	return errors.As(err, &ae) && ae.Status < http.StatusInternalServerError &&
+		ae.Status != http.StatusConflict && ae.Status != http.StatusBadRequest
 }
 
 // verify checks that every member is healthy and all agree on leader and term.

@@ -9,8 +9,10 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/picketmon/picket/node/client"
+	"github.com/picketmon/picket/node/nodetest"
 )
 
 // fakeAPI answers the read routes Replace's preflight uses from fixed data.
@@ -112,5 +114,42 @@ func TestAddResultInitialCluster(t *testing.T) {
 	got, err := r.InitialCluster("new")
 	if err != nil || got != "a=https://10.0.0.1:2380,new=https://10.0.0.9:2380" {
 		t.Fatalf("%q %v", got, err)
+	}
+}
+
+// PromoteWithRetry gives up at once on a refusal a retry would only repeat (here 404:
+// no such member, from a real node), rather than retrying until its deadline.
+func TestPromoteWithRetryStopsOnRefusal(t *testing.T) {
+	n := nodetest.Start(t)
+	c, err := client.New(client.Config{APIURL: n.URL}, client.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Login(t.Context(), nodetest.AdminUser, nodetest.AdminPassword); err != nil {
+		t.Fatal(err)
+	}
+	// The context outlives any sensible answer, but not the two-minute retry: a retry
+	// loop ends with the context's error instead of the API's.
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	err = New(c).PromoteWithRetry(ctx, 0xdead, 2*time.Minute)
+	var ae *client.APIError
+	if !errors.As(err, &ae) || ae.Status != http.StatusNotFound {
+		t.Fatalf("promote of no such member: err = %v, want the API's 404", err)
+	}
+	for _, c := range []struct {
+		err   error
+		final bool
+	}{
+		{&client.APIError{Status: http.StatusConflict}, false},
+		{&client.APIError{Status: http.StatusBadRequest}, false},
+		{&client.APIError{Status: http.StatusServiceUnavailable}, false},
+		{errors.New("connection refused"), false},
+		{&client.APIError{Status: http.StatusForbidden}, true},
+		{&client.APIError{Status: http.StatusNotFound}, true},
+	} {
+		if got := promoteRefusalFinal(c.err); got != c.final {
+			t.Errorf("promoteRefusalFinal(%v) = %v, want %v", c.err, got, c.final)
+		}
 	}
 }
