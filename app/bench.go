@@ -14,6 +14,7 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"os"
 	"runtime"
 	"sort"
 	"strconv"
@@ -31,7 +32,10 @@ const benchDescription = `Simulates agents speaking the real agent protocol from
 backend: how fast agents connect, how many events per second it accepts (acknowledged,
 so persisted), the latency from send to acknowledgement and, from the server's
 /metrics, its own latency from reading an event to committing it, its CPU per event,
-and its memory per connected agent (read before and after connecting).
+and its memory per connected agent (read before and after connecting). While it holds
+the agents it prints the rates every --progress; at the end, how busy this machine's
+CPUs were and how much of their time the hypervisor gave other guests (steal): on a
+shared virtual machine that time is missing from every figure.
 
 Modes:
   agents   N simulated agents with keepalives and an optional event rate
@@ -309,6 +313,7 @@ func benchAgents(ctx context.Context, env *Env, c benchConfig) error {
 	// One scrape at each end of the hold: CPU and the commit histogram from the same instant.
 	scrape0, cpuErr := serverMetrics(c.apiURL, serverCPUMetric)
 	benchCPU0 := processCPU()
+	host0, hostOK0 := readHostCPU()
 	if c.eventRate > 0 {
 		wg.Add(1)
 		go func() {
@@ -349,6 +354,7 @@ holding:
 	ackedN := acked.Load() - ackedBefore
 	scrape1, cpuErr2 := serverMetrics(c.apiURL, serverCPUMetric)
 	benchCPU1 := processCPU()
+	host1, hostOK1 := readHostCPU()
 	memAfter, memErr2 := serverMemory(c.apiURL)
 	stop()
 	// In parallel: a close waits up to 5 s for the server's answer, or for a write
@@ -391,6 +397,11 @@ holding:
 		}
 		fmt.Fprintf(env.Stdout, "CPU while holding: server %.2f cores%s, this bench %.2f cores\n",
 			used/held.Seconds(), perEvent, (benchCPU1-benchCPU0).Seconds()/held.Seconds())
+	}
+	if hostOK0 && hostOK1 && host1.total > host0.total {
+		d := float64(host1.total - host0.total)
+		fmt.Fprintf(env.Stdout, "this machine while holding: CPUs %.0f %% busy, %.1f %% of their time taken by the hypervisor for other guests (steal)\n",
+			100*(d-float64(host1.idle-host0.idle))/d, 100*float64(host1.steal-host0.steal)/d)
 	}
 	if c.sched != nil {
 		fmt.Fprintf(env.Stdout, "check requests: %d received; delay after grid time p50 %s, p99 %s, max %s\n",
@@ -697,6 +708,43 @@ func fmtQuantile(before, after map[float64]float64, q float64) string {
 }
 
 // processCPU is the CPU time (user and system) this process has used.
+// hostCPUTimes are this machine's CPU times summed over its CPUs, in clock ticks: all of
+// them, idle (with waiting for I/O), and stolen by the hypervisor for other guests.
+type hostCPUTimes struct{ total, idle, steal uint64 }
+
+// readHostCPU reads /proc/stat; false where there is none (not Linux) or it is not
+// as expected.
+func readHostCPU() (hostCPUTimes, bool) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return hostCPUTimes{}, false
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	return parseHostCPU(line)
+}
+
+// parseHostCPU parses /proc/stat's first line: "cpu user nice system idle iowait irq
+// softirq steal guest guest_nice" (guest time is counted in user already).
+func parseHostCPU(line string) (hostCPUTimes, bool) {
+	f := strings.Fields(line)
+	if len(f) < 9 || f[0] != "cpu" {
+		return hostCPUTimes{}, false
+	}
+	var v [8]uint64
+	for i := range v {
+		n, err := strconv.ParseUint(f[i+1], 10, 64)
+		if err != nil {
+			return hostCPUTimes{}, false
+		}
+		v[i] = n
+	}
+	t := hostCPUTimes{idle: v[3] + v[4], steal: v[7]}
+	for _, n := range v {
+		t.total += n
+	}
+	return t, true
+}
+
 func processCPU() time.Duration {
 	var ru syscall.Rusage
 	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {

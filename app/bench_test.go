@@ -5,6 +5,7 @@ import (
 	"math"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"testing"
 
@@ -91,6 +92,9 @@ func TestBenchAgentsAgainstNode(t *testing.T) {
 	if n := strings.Count(r.stdout, "  … "); n < 2 || !strings.Contains(r.stdout, ": 20 agents connected; last 1 s: sent ") {
 		t.Fatalf("want progress lines while holding, got %d:\n%s", n, r.stdout)
 	}
+	if !strings.Contains(r.stdout, "this machine while holding: CPUs ") {
+		t.Fatalf("no line on the machine's CPUs:\n%s", r.stdout)
+	}
 	if strings.Contains(r.stdout, "connections lost") {
 		t.Fatalf("a connection was lost:\n%s", r.stdout)
 	}
@@ -109,5 +113,25 @@ func TestBenchAgentsAgainstNode(t *testing.T) {
 	code, body := httpDo(t, "GET", n.URL+"/api/core/v2/namespaces/default/events/wire-00007", token, "")
 	if code != 200 || !strings.Contains(body, `"name":"bench-check-`) || !strings.Contains(body, `"history":[`) {
 		t.Fatalf("stored events of wire-00007: %d %s", code, body)
+	}
+}
+
+// The machine's CPU times come from /proc/stat's first line: idle with iowait, steal
+// on its own, the total of the eight fields (guest time is inside user already).
+func TestParseHostCPU(t *testing.T) {
+	got, ok := parseHostCPU("cpu  2761072 716 482447 4480326 98340 0 139090 5226 0 0")
+	want := hostCPUTimes{total: 2761072 + 716 + 482447 + 4480326 + 98340 + 139090 + 5226, idle: 4480326 + 98340, steal: 5226}
+	if !ok || got != want {
+		t.Fatalf("parseHostCPU = %+v, %v; want %+v", got, ok, want)
+	}
+	for _, bad := range []string{"", "cpu0 1 2 3 4 5 6 7 8", "cpu 1 2 3", "cpu 1 2 3 x 5 6 7 8"} {
+		if _, ok := parseHostCPU(bad); ok {
+			t.Errorf("parseHostCPU(%q) accepted", bad)
+		}
+	}
+	if _, err := os.Stat("/proc/stat"); err == nil {
+		if h, ok := readHostCPU(); !ok || h.total == 0 || h.idle > h.total {
+			t.Fatalf("readHostCPU on this machine = %+v, %v", h, ok)
+		}
 	}
 }
