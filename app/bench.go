@@ -215,7 +215,10 @@ type benchAgent struct {
 	conn         *benchConn
 	// ready is set once conn and sendq are: the generator and the closing at the end
 	// read them only then (a dial may still be under way when the bench gives up waiting).
-	ready   atomic.Bool
+	ready atomic.Bool
+	// gone is set when the connection ended before the bench did: the generator then
+	// sends this agent nothing more.
+	gone    atomic.Bool
 	sendq   chan []byte
 	mu      sync.Mutex
 	pending map[string]time.Time
@@ -340,10 +343,11 @@ holding:
 			break holding
 		case now := <-progressC:
 			a, sn := acked.Load(), sent.Load()
-			secs := now.Sub(lastAt).Seconds()
+			span := now.Sub(lastAt)
+			secs := span.Seconds()
 			if c.eventRate > 0 {
-				fmt.Fprintf(env.Stdout, "  … %s: %d agents connected; last %.0f s: sent %.0f/s, acknowledged %.0f/s\n",
-					now.Sub(holdStart).Round(time.Second), connected.Load()-lost.Load(), secs, float64(sn-lastSent)/secs, float64(a-lastAcked)/secs)
+				fmt.Fprintf(env.Stdout, "  … %s: %d agents connected; last %s: sent %.0f/s, acknowledged %.0f/s\n",
+					now.Sub(holdStart).Round(time.Second), connected.Load()-lost.Load(), span.Round(100*time.Millisecond), float64(sn-lastSent)/secs, float64(a-lastAcked)/secs)
 			} else {
 				fmt.Fprintf(env.Stdout, "  … %s: %d agents connected\n", now.Sub(holdStart).Round(time.Second), connected.Load()-lost.Load())
 			}
@@ -372,9 +376,9 @@ holding:
 	closing.Wait()
 	wg.Wait()
 
-	fmt.Fprintf(env.Stdout, "held %d agents for %s\n", connected.Load(), held.Round(time.Millisecond))
+	fmt.Fprintf(env.Stdout, "held %d agents for %s\n", connected.Load()-lost.Load(), held.Round(time.Millisecond))
 	if n := lost.Load(); n > 0 {
-		fmt.Fprintf(env.Stdout, "connections lost before the end: %d (closed by the server or the network; see the server's log)\n", n)
+		fmt.Fprintf(env.Stdout, "connections lost before the end: %d of %d (closed by the server or the network; see the server's log); their agents sent nothing more\n", n, connected.Load())
 	}
 	if c.eventRate > 0 {
 		if n := backlog.Load(); n > 0 {
@@ -398,10 +402,9 @@ holding:
 		fmt.Fprintf(env.Stdout, "CPU while holding: server %.2f cores%s, this bench %.2f cores\n",
 			used/held.Seconds(), perEvent, (benchCPU1-benchCPU0).Seconds()/held.Seconds())
 	}
-	if hostOK0 && hostOK1 && host1.total > host0.total {
-		d := float64(host1.total - host0.total)
-		fmt.Fprintf(env.Stdout, "this machine while holding: CPUs %.0f %% busy, %.1f %% of their time taken by the hypervisor for other guests (steal)\n",
-			100*(d-float64(host1.idle-host0.idle))/d, 100*float64(host1.steal-host0.steal)/d)
+	if busy, steal, ok := hostCPUShare(host0, host1); hostOK0 && hostOK1 && ok {
+		fmt.Fprintf(env.Stdout, "this machine while holding: CPUs %.0f %% busy, and %.1f %% of their time taken by the hypervisor for other guests (steal)\n",
+			busy, steal)
 	}
 	if c.sched != nil {
 		fmt.Fprintf(env.Stdout, "check requests: %d received; delay after grid time p50 %s, p99 %s, max %s\n",
@@ -438,6 +441,7 @@ func benchSession(ctx context.Context, a *benchAgent, c benchConfig, acked, lost
 			b, err := a.conn.Read()
 			if err != nil {
 				if ctx.Err() == nil {
+					a.gone.Store(true)
 					lost.Add(1)
 				}
 				return
@@ -555,6 +559,9 @@ func benchEvents(ctx context.Context, agents []*benchAgent, c benchConfig, sent,
 		for ; debt >= 1; debt-- {
 			a := live[i%len(live)]
 			i++
+			if a.gone.Load() {
+				continue // a real agent without its connection sends nothing either
+			}
 			// The bench must cost far less CPU than the server it measures: the event
 			// is the agent's entity (encoded once) plus a hand-built check.
 			if a.entityJSON == nil {
@@ -743,6 +750,18 @@ func parseHostCPU(line string) (hostCPUTimes, bool) {
 		t.total += n
 	}
 	return t, true
+}
+
+// hostCPUShare is how busy the CPUs were between two readings, in percent of their time,
+// and the share the hypervisor stole; steal does not count as busy. false when no time
+// passed or a counter went backwards (some hypervisors reset steal).
+func hostCPUShare(a, b hostCPUTimes) (busy, steal float64, ok bool) {
+	if b.total <= a.total || b.idle < a.idle || b.steal < a.steal {
+		return 0, 0, false
+	}
+	d := float64(b.total - a.total)
+	idle, st := float64(b.idle-a.idle), float64(b.steal-a.steal)
+	return 100 * max(d-idle-st, 0) / d, 100 * st / d, true
 }
 
 func processCPU() time.Duration {

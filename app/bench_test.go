@@ -8,6 +8,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/picketmon/picket/node/nodetest"
 )
@@ -89,7 +90,7 @@ func TestBenchAgentsAgainstNode(t *testing.T) {
 		t.Fatalf("not every agent connected:\n%s", r.stdout)
 	}
 	// One progress line a second; the agents stay connected all along.
-	if n := strings.Count(r.stdout, "  … "); n < 2 || !strings.Contains(r.stdout, ": 20 agents connected; last 1 s: sent ") {
+	if n := strings.Count(r.stdout, "  … "); n < 2 || !strings.Contains(r.stdout, ": 20 agents connected; last 1s: sent ") {
 		t.Fatalf("want progress lines while holding, got %d:\n%s", n, r.stdout)
 	}
 	if !strings.Contains(r.stdout, "this machine while holding: CPUs ") {
@@ -119,7 +120,7 @@ func TestBenchAgentsAgainstNode(t *testing.T) {
 // The machine's CPU times come from /proc/stat's first line: idle with iowait, steal
 // on its own, the total of the eight fields (guest time is inside user already).
 func TestParseHostCPU(t *testing.T) {
-	got, ok := parseHostCPU("cpu  2761072 716 482447 4480326 98340 0 139090 5226 0 0")
+	got, ok := parseHostCPU("cpu  2761072 716 482447 4480326 98340 0 139090 5226 300 7")
 	want := hostCPUTimes{total: 2761072 + 716 + 482447 + 4480326 + 98340 + 139090 + 5226, idle: 4480326 + 98340, steal: 5226}
 	if !ok || got != want {
 		t.Fatalf("parseHostCPU = %+v, %v; want %+v", got, ok, want)
@@ -133,5 +134,56 @@ func TestParseHostCPU(t *testing.T) {
 		if h, ok := readHostCPU(); !ok || h.total == 0 || h.idle > h.total {
 			t.Fatalf("readHostCPU on this machine = %+v, %v", h, ok)
 		}
+	}
+}
+
+// Busy is the share neither idle nor stolen; steal its own share; counters that went
+// backwards give no figure rather than a huge one.
+func TestHostCPUShare(t *testing.T) {
+	a := hostCPUTimes{total: 1000, idle: 500, steal: 10}
+	b := hostCPUTimes{total: 2000, idle: 800, steal: 110}
+	busy, steal, ok := hostCPUShare(a, b)
+	if !ok || math.Abs(busy-60) > 1e-9 || math.Abs(steal-10) > 1e-9 {
+		t.Fatalf("hostCPUShare = %v, %v, %v; want 60, 10, true", busy, steal, ok)
+	}
+	for _, b := range []hostCPUTimes{
+		{total: 1000, idle: 500, steal: 10}, // no time passed
+		{total: 2000, idle: 800, steal: 5},  // steal went backwards
+		{total: 2000, idle: 400, steal: 10}, // idle went backwards
+	} {
+		if busy, steal, ok := hostCPUShare(a, b); ok {
+			t.Errorf("hostCPUShare(%+v, %+v) = %v, %v, true; want no figure", a, b, busy, steal)
+		}
+	}
+}
+
+// When the server goes away mid-hold, the bench counts the lost connections, says so,
+// and stops sending for those agents instead of blaming the server for a backlog.
+func TestBenchAgentsServerGone(t *testing.T) {
+	n := nodetest.Start(t)
+	done := make(chan cliResult, 1)
+	go func() {
+		done <- runCLI(t, nil, "", "bench", "agents", "--agents", "5", "--duration", "4s", "--event-rate", "500", "--progress", "0",
+			"--name-prefix", "gone-", "--backend-url", n.AgentURL, "--api-url", "", "--password", nodetest.AgentPassword)
+	}()
+	// Stop the node once every agent is connected (their entities exist by then).
+	token := httpToken(t, n.URL, nodetest.AdminUser, nodetest.AdminPassword)
+	for i := 0; ; i++ {
+		code, body := httpDo(t, "GET", n.URL+"/api/core/v2/namespaces/default/entities", token, "")
+		if code == 200 && strings.Count(body, `"name":"gone-`) >= 5 {
+			break
+		}
+		if i == 200 {
+			t.Fatalf("the agents did not connect: %d %s", code, body)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	n.Stop(t)
+	r := <-done
+	if !strings.Contains(r.stdout, "connections lost before the end: 5 of 5") || !strings.Contains(r.stdout, "held 0 agents") {
+		t.Fatalf("want the 5 lost connections reported:\n%s\nstderr: %s", r.stdout, r.stderr)
+	}
+	if strings.Contains(r.stdout, "the server did not keep up") {
+		t.Fatalf("events for lost agents were counted as the server's backlog:\n%s", r.stdout)
 	}
 }

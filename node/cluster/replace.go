@@ -561,9 +561,12 @@ func (c *Client) PromoteWithRetry(ctx context.Context, id uint64, wait time.Dura
 }
 
 // promoteRefusalFinal reports an answer to a promote that a retry would only repeat:
-// a refusal by the API other than 409 and 400. Server errors (5xx) and failed
-// requests may pass.
+// a refusal by the API other than 409 and 400, or a session that is gone. Server
+// errors (5xx) and failed requests may pass.
 func promoteRefusalFinal(err error) bool {
+	if errors.Is(err, client.ErrSessionExpired) || errors.Is(err, client.ErrNotLoggedIn) {
+		return true // the same credentials will be refused again
+	}
 	var ae *client.APIError
 	return errors.As(err, &ae) && ae.Status < http.StatusInternalServerError &&
 		ae.Status != http.StatusConflict && ae.Status != http.StatusBadRequest

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -147,6 +148,8 @@ func TestPromoteWithRetryStopsOnRefusal(t *testing.T) {
 		{errors.New("connection refused"), false},
 		{&client.APIError{Status: http.StatusForbidden}, true},
 		{&client.APIError{Status: http.StatusNotFound}, true},
+		{fmt.Errorf("refresh: %w", client.ErrSessionExpired), true},
+		{client.ErrNotLoggedIn, true},
 	} {
 		if got := promoteRefusalFinal(c.err); got != c.final {
 			t.Errorf("promoteRefusalFinal(%v) = %v, want %v", c.err, got, c.final)
