@@ -316,7 +316,7 @@ func benchAgents(ctx context.Context, env *Env, c benchConfig) error {
 	// One scrape at each end of the hold: CPU and the commit histogram from the same instant.
 	scrape0, cpuErr := serverMetrics(c.apiURL, serverCPUMetric)
 	benchCPU0 := processCPU()
-	host0, hostOK0 := readHostCPU()
+	host0, _ := readHostCPU() // zero where unreadable: hostCPUShare then gives no figure
 	if c.eventRate > 0 {
 		wg.Add(1)
 		go func() {
@@ -342,23 +342,21 @@ holding:
 		case <-hold.C:
 			break holding
 		case now := <-progressC:
-			a, sn := acked.Load(), sent.Load()
-			span := now.Sub(lastAt)
-			secs := span.Seconds()
+			line := fmt.Sprintf("  … %s: %d agents connected", now.Sub(holdStart).Round(time.Second), connected.Load()-lost.Load())
 			if c.eventRate > 0 {
-				fmt.Fprintf(env.Stdout, "  … %s: %d agents connected; last %s: sent %.0f/s, acknowledged %.0f/s\n",
-					now.Sub(holdStart).Round(time.Second), connected.Load()-lost.Load(), span.Round(100*time.Millisecond), float64(sn-lastSent)/secs, float64(a-lastAcked)/secs)
-			} else {
-				fmt.Fprintf(env.Stdout, "  … %s: %d agents connected\n", now.Sub(holdStart).Round(time.Second), connected.Load()-lost.Load())
+				a, sn, span := acked.Load(), sent.Load(), now.Sub(lastAt)
+				line += fmt.Sprintf("; last %s: sent %.0f/s, acknowledged %.0f/s",
+					span.Round(100*time.Millisecond), float64(sn-lastSent)/span.Seconds(), float64(a-lastAcked)/span.Seconds())
+				lastAcked, lastSent, lastAt = a, sn, now
 			}
-			lastAcked, lastSent, lastAt = a, sn, now
+			fmt.Fprintln(env.Stdout, line)
 		}
 	}
 	held := time.Since(holdStart)
 	ackedN := acked.Load() - ackedBefore
 	scrape1, cpuErr2 := serverMetrics(c.apiURL, serverCPUMetric)
 	benchCPU1 := processCPU()
-	host1, hostOK1 := readHostCPU()
+	host1, _ := readHostCPU()
 	memAfter, memErr2 := serverMemory(c.apiURL)
 	stop()
 	// In parallel: a close waits up to 5 s for the server's answer, or for a write
@@ -402,7 +400,7 @@ holding:
 		fmt.Fprintf(env.Stdout, "CPU while holding: server %.2f cores%s, this bench %.2f cores\n",
 			used/held.Seconds(), perEvent, (benchCPU1-benchCPU0).Seconds()/held.Seconds())
 	}
-	if busy, steal, ok := hostCPUShare(host0, host1); hostOK0 && hostOK1 && ok {
+	if busy, steal, ok := hostCPUShare(host0, host1); ok {
 		fmt.Fprintf(env.Stdout, "this machine while holding: CPUs %.0f %% busy, and %.1f %% of their time taken by the hypervisor for other guests (steal)\n",
 			busy, steal)
 	}
@@ -428,10 +426,10 @@ holding:
 	return nil
 }
 
-// benchSession keeps one agent alive: it reads (acks, requests), answers pings and
-// sends keepalives on the interval, with a random phase so they spread evenly.
-// benchSession runs a's session until ctx ends, counting its acknowledged events in
-// acked, and in lost its end if the connection ends first.
+// benchSession keeps one agent alive until ctx ends: it reads (acks, requests), answers
+// pings and sends keepalives on the interval, with a random phase so they spread evenly.
+// It counts the agent's acknowledged events in acked, and in lost its connection if
+// that ends first.
 func benchSession(ctx context.Context, a *benchAgent, c benchConfig, acked, lost *atomic.Int64, lat *latencies) {
 	a.conn.SetReadLimit(agentgw.MaxFrameSize)
 	// Reads and writes go without a context (a cancellable one costs a registration per
@@ -714,7 +712,6 @@ func fmtQuantile(before, after map[float64]float64, q float64) string {
 	return fmt.Sprintf("~%.0f ms (bucket %s–%s)", est*1000, strings.TrimSuffix(ms(lo), " ms"), ms(hi))
 }
 
-// processCPU is the CPU time (user and system) this process has used.
 // hostCPUTimes are this machine's CPU times summed over its CPUs, in clock ticks: all of
 // them, idle (with waiting for I/O), and stolen by the hypervisor for other guests.
 type hostCPUTimes struct{ total, idle, steal uint64 }
@@ -753,10 +750,11 @@ func parseHostCPU(line string) (hostCPUTimes, bool) {
 }
 
 // hostCPUShare is how busy the CPUs were between two readings, in percent of their time,
-// and the share the hypervisor stole; steal does not count as busy. false when no time
-// passed or a counter went backwards (some hypervisors reset steal).
+// and the share the hypervisor stole; steal does not count as busy. false when a reading
+// is missing (zero), no time passed or a counter went backwards (some hypervisors reset
+// steal).
 func hostCPUShare(a, b hostCPUTimes) (busy, steal float64, ok bool) {
-	if b.total <= a.total || b.idle < a.idle || b.steal < a.steal {
+	if a.total == 0 || b.total <= a.total || b.idle < a.idle || b.steal < a.steal {
 		return 0, 0, false
 	}
 	d := float64(b.total - a.total)
@@ -764,6 +762,7 @@ func hostCPUShare(a, b hostCPUTimes) (busy, steal float64, ok bool) {
 	return 100 * max(d-idle-st, 0) / d, 100 * st / d, true
 }
 
+// processCPU is the CPU time (user and system) this process has used.
 func processCPU() time.Duration {
 	var ru syscall.Rusage
 	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
