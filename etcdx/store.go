@@ -70,8 +70,9 @@ type KV struct {
 	ModRevision, CreateRevision int64
 }
 
+// kvFrom converts a stored key and value, decompressing a value stored by Compress.
 func kvFrom(kv *mvccpb.KeyValue) KV {
-	return KV{Key: string(kv.Key), Value: kv.Value, ModRevision: kv.ModRevision, CreateRevision: kv.CreateRevision}
+	return KV{Key: string(kv.Key), Value: Decompress(kv.Value), ModRevision: kv.ModRevision, CreateRevision: kv.CreateRevision}
 }
 
 // Store is Picket's key-value access to etcd. It is safe for concurrent use.

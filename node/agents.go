@@ -185,7 +185,7 @@ func (n *Node) nextEventState(ctx context.Context, ev *events.Event, now time.Ti
 	}
 	ev.Check.Metadata.Namespace = ns
 	events.UpdateEventState(prev, ev, now)
-	val, err := ev.MarshalCompact() // stored compact, as writeEvent stores
+	val, err := storedEvent(ev)
 	return key, val, err
 }
 

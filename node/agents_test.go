@@ -277,6 +277,11 @@ func TestAgentEventsAndBadFrames(t *testing.T) {
 	if s := string(kv.Value); strings.Contains(s, `"status":0`) || strings.Contains(s, "proxy_entity_name") || !strings.Contains(s, `"history":[{"status":2,`) {
 		t.Errorf("stored event is not compact: %s", s)
 	}
+	// ... and compressed: etcd holds the mark and an S2 block (the Store reads it plain).
+	if raw, err := n.Store().Client().Get(context.Background(), kv.Key); err != nil || len(raw.Kvs) != 1 ||
+		raw.Kvs[0].Value[0] != 0xff || len(raw.Kvs[0].Value) >= len(kv.Value) {
+		t.Errorf("stored event is not compressed: %v %v", raw, err)
+	}
 	for _, path := range []string{"/api/core/v2/namespaces/default/events/web1/disk", "/api/core/v2/namespaces/default/events"} {
 		_, body := adminCall(t, n, "GET", path, "")
 		if s := string(body); !strings.Contains(s, `"status":0,"total_state_change":`) || !strings.Contains(s, `"proxy_entity_name":""`) || !strings.Contains(s, `{"status":0,"executed":`) {

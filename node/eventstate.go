@@ -123,9 +123,7 @@ func (n *Node) writeEvent(ctx context.Context, ev *events.Event, now time.Time, 
 			last = &e.state
 		}
 		events.UpdateState(last, ev, now)
-		// Stored compact, without its empty fields: a fifth fewer bytes for etcd to copy
-		// and write. The API shows stored events in full again.
-		val, err := ev.MarshalCompact()
+		val, err := storedEvent(ev)
 		if err != nil {
 			return false, err
 		}
@@ -153,6 +151,18 @@ func (n *Node) writeEvent(ctx context.Context, ev *events.Event, now time.Time, 
 		}
 	}
 	return false, fmt.Errorf("store event %s: %w", key, etcdx.ErrConflict)
+}
+
+// storedEvent encodes ev as events are stored: compact, without its empty fields (a
+// fifth fewer bytes; the API shows stored events in full again), and compressed (about
+// half the bytes again; etcdx.Compress). Both cut what etcd copies, logs, writes and
+// compacts per event.
+func storedEvent(ev *events.Event) ([]byte, error) {
+	b, err := ev.MarshalCompact()
+	if err != nil {
+		return nil, err
+	}
+	return etcdx.Compress(b), nil
 }
 
 // committed records ev as written by this server at mod revision rev: stored, and its ID

@@ -263,11 +263,16 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request, rt route, p *Princ
 	return nil
 }
 
-// storedForm encodes a resource as it is stored: events compact, like the events the
-// server stores itself (events.Event.MarshalCompact), the rest as JSON.
+// storedForm encodes a resource as it is stored: events compact and compressed, like
+// the events the server stores itself (events.Event.MarshalCompact, etcdx.Compress),
+// the rest as JSON.
 func storedForm(res events.Resource) ([]byte, error) {
 	if ev, ok := res.(*events.Event); ok {
-		return ev.MarshalCompact()
+		b, err := ev.MarshalCompact()
+		if err != nil {
+			return nil, err
+		}
+		return etcdx.Compress(b), nil
 	}
 	return json.Marshal(res)
 }
@@ -277,6 +282,7 @@ func storedForm(res events.Resource) ([]byte, error) {
 // get back the fields left out as empty (one that does not decode is shown as stored).
 func (s *Server) present(k events.Kind, val []byte, p *Principal) ([]byte, error) {
 	if k.Plural == "events" {
+		val = etcdx.Decompress(val) // as stored (storedForm), or as read
 		ev := &events.Event{}
 		if ev.UnmarshalJSON(val) != nil {
 			return val, nil
