@@ -75,6 +75,9 @@ type Stats struct {
 	EventsFailed    int64
 	RequestsSent    int64
 	RequestsDropped int64
+	// AcksDropped counts acks not sent because the agent's send queue was full; the
+	// event is stored, and the agent resends it, which the server recognises.
+	AcksDropped int64
 }
 
 // Gateway accepts agent WebSocket sessions and delivers check requests to them.
@@ -102,6 +105,9 @@ type Gateway struct {
 
 	connects, rejected, framesIn, malformed   atomic.Int64
 	eventsOK, eventsFailed, sent, sendDropped atomic.Int64
+	acksDropped                               atomic.Int64
+	// lastAckDropLog and acksSinceLog rate-limit the dropped-ack warning.
+	lastAckDropLog, acksSinceLog atomic.Int64
 }
 
 // New returns a gateway that answers 503 until SetReady(true).
@@ -197,7 +203,7 @@ func (g *Gateway) Stats() Stats {
 	return Stats{
 		Sessions: n, Connects: g.connects.Load(), Rejected: g.rejected.Load(), FramesIn: g.framesIn.Load(),
 		Malformed: g.malformed.Load(), EventsAccepted: g.eventsOK.Load(), EventsFailed: g.eventsFailed.Load(),
-		RequestsSent: g.sent.Load(), RequestsDropped: g.sendDropped.Load(),
+		RequestsSent: g.sent.Load(), RequestsDropped: g.sendDropped.Load(), AcksDropped: g.acksDropped.Load(),
 	}
 }
 
@@ -382,6 +388,25 @@ func (g *Gateway) Deliver(ns string, req *CheckRequest, subs []string) int {
 	}
 	g.sent.Add(int64(n))
 	return n
+}
+
+// ackDropLogEvery is how often at most a dropped ack is logged: an overloaded server
+// can drop thousands a second, and a line for each would add to the load.
+const ackDropLogEvery = 10 * time.Second
+
+// dropAck counts an ack that did not fit s's send queue and logs, at most once per
+// ackDropLogEvery, how many were dropped since the last warning.
+func (g *Gateway) dropAck(s *session) {
+	g.acksDropped.Add(1)
+	n := g.acksSinceLog.Add(1)
+	now := time.Now().UnixNano()
+	last := g.lastAckDropLog.Load()
+	if now-last < int64(ackDropLogEvery) || !g.lastAckDropLog.CompareAndSwap(last, now) {
+		return
+	}
+	g.acksSinceLog.Add(-n)
+	g.log.Warn("acks not sent: agents are not reading them fast enough; their events are stored and will be resent (see picket_agent_acks_dropped_total)",
+		"dropped", n, "agent", s.name, "namespace", s.ns)
 }
 
 // Connected reports whether an agent has a session on this gateway.

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -121,4 +123,97 @@ func (g *testGateway) dial(t *testing.T, name, subs string) *websocket.Conn {
 		t.Fatal(err)
 	}
 	return conn
+}
+
+// TestAcksFlowWhileAPingWaits: a busy server reads an agent no faster than its events
+// commit, so the pong to its ping arrives only after every frame the agent sent before
+// it. Acks must not wait for that pong: with the ping waiting in the session's writer,
+// they queued behind it until the queue overflowed and were dropped.
+func TestAcksFlowWhileAPingWaits(t *testing.T) {
+	const n = 132 // 32 in flight, 100 more waiting in the socket ahead of the pong
+	release := make(chan struct{})
+	g := startGateway(t, Config{PingInterval: time.Second, PingTimeout: 30 * time.Second, SendQueue: 8, Hooks: Hooks{
+		HandleEvent: func(ctx context.Context, ev *events.Event, keepalive bool) error {
+			select {
+			case <-release: // one commit
+				return nil
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		},
+	}})
+	t.Cleanup(func() { close(release) }) // before the gateway's Close, which waits for them
+	h := http.Header{}
+	h.Set(HeaderAgentName, "busy")
+	h.Set(AckHeader, "1")
+	h.Set("Authorization", "Basic "+base64.StdEncoding.EncodeToString([]byte("agent:pw")))
+	conn, _, err := websocket.Dial(context.Background(), g.url, &websocket.DialOptions{HTTPHeader: h})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.CloseNow()
+	for i := 0; i < n; i++ {
+		ev := &events.Event{ID: fmt.Sprintf("id-%03d", i), Check: &events.Check{}}
+		ev.Check.Metadata.Name = fmt.Sprintf("c%d", i)
+		payload, _ := json.Marshal(ev)
+		if err := conn.Write(context.Background(), websocket.MessageBinary, Encode(TypeEvent, payload)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Read (which answers the server's ping, due after 1 s) and count the acks.
+	acks := make(chan string, n)
+	go func() {
+		for {
+			_, b, err := conn.Read(context.Background())
+			if err != nil {
+				close(acks)
+				return
+			}
+			if typ, payload, err := Decode(b); err == nil && typ == TypeAck {
+				acks <- string(payload)
+			}
+		}
+	}()
+	time.Sleep(1500 * time.Millisecond) // the ping is out; its pong waits behind 100 events
+	got := 0
+	for i := 0; i < n; i++ {
+		release <- struct{}{}
+		// The ack of each commit arrives before the next one, pong or not.
+		select {
+		case _, ok := <-acks:
+			if !ok {
+				t.Fatalf("connection closed after %d acks", got)
+			}
+			got++
+		case <-time.After(5 * time.Second):
+			t.Fatalf("no ack for commit %d within 5 s (%d acks so far, %d dropped)", i+1, got, g.Stats().AcksDropped)
+		}
+	}
+	if d := g.Stats().AcksDropped; d != 0 {
+		t.Fatalf("%d acks dropped", d)
+	}
+}
+
+// TestDroppedAcksAreCountedAndLoggedSparingly: every dropped ack is counted for
+// /metrics, but an overloaded server that drops thousands logs one warning per
+// interval, with the count, instead of a line for each.
+func TestDroppedAcksAreCountedAndLoggedSparingly(t *testing.T) {
+	var logged strings.Builder
+	g := New(Config{Name: "t", Logger: slog.New(slog.NewTextHandler(&logged, nil))})
+	defer g.Close(context.Background())
+	s := &session{g: g, name: "slow", ns: "default"}
+	for i := 0; i < 1000; i++ {
+		g.dropAck(s)
+	}
+	if n := g.Stats().AcksDropped; n != 1000 {
+		t.Fatalf("AcksDropped = %d, want 1000", n)
+	}
+	if lines := strings.Count(logged.String(), "acks not sent"); lines != 1 || !strings.Contains(logged.String(), "dropped=1 ") {
+		t.Fatalf("want one warning for the first drop, got %d:\n%s", lines, logged.String())
+	}
+	g.lastAckDropLog.Store(0) // as if the interval had passed
+	g.dropAck(s)
+	if lines := strings.Count(logged.String(), "acks not sent"); lines != 2 || !strings.Contains(logged.String(), "dropped=1000 ") {
+		t.Fatalf("want a second warning counting the 999 drops since plus this one:\n%s", logged.String())
+	}
 }

@@ -44,6 +44,8 @@ type session struct {
 	replaced  atomic.Bool
 	// slot spreads pings over the ping interval.
 	slot int
+	// pinging is set while a ping waits for its pong.
+	pinging atomic.Bool
 	// writeSince is when the write under way started (unix ns; 0: none): the ping loop
 	// closes a session whose write has not finished within the ping timeout.
 	writeSince atomic.Int64
@@ -97,15 +99,7 @@ func (s *session) drain() {
 		s.queue = s.queue[1:]
 		s.wmu.Unlock()
 		if frame == nil {
-			ctx, cancel := context.WithTimeout(s.ctx, s.g.cfg.PingTimeout)
-			err := s.conn.Ping(ctx)
-			cancel()
-			if err != nil {
-				if s.ctx.Err() == nil {
-					s.g.log.Info("agent did not answer ping; session closed", "agent", s.name, "timeout", s.g.cfg.PingTimeout)
-				}
-				s.close(websocket.StatusPolicyViolation, "ping timeout")
-			}
+			s.ping()
 			continue
 		}
 		// No context: a cancellable one costs a registration per frame. A write that
@@ -118,6 +112,30 @@ func (s *session) drain() {
 			s.close(websocket.StatusInternalError, "write failed")
 		}
 	}
+}
+
+// ping sends a ping and waits for the pong in a goroutine of its own, at most one at a
+// time. The pong comes back only after the agent's frames sent before it have been read,
+// and a busy server reads an agent no faster than its events commit: waiting in drain
+// would hold every ack behind it for that long, until the ack queue overflowed.
+func (s *session) ping() {
+	if !s.pinging.CompareAndSwap(false, true) {
+		return // the last one is still waiting for its pong
+	}
+	s.writers.Add(1)
+	go func() {
+		defer s.writers.Done()
+		defer s.pinging.Store(false)
+		ctx, cancel := context.WithTimeout(s.ctx, s.g.cfg.PingTimeout)
+		err := s.conn.Ping(ctx)
+		cancel()
+		if err != nil {
+			if s.ctx.Err() == nil {
+				s.g.log.Info("agent did not answer ping; session closed", "agent", s.name, "timeout", s.g.cfg.PingTimeout)
+			}
+			s.close(websocket.StatusPolicyViolation, "ping timeout")
+		}
+	}()
 }
 
 // close ends the session with a close frame; safe to call more than once.
@@ -304,7 +322,7 @@ func (s *session) process(log *slog.Logger, ev *events.Event, msgType string, ke
 		// Acks have room beyond the request queue (at most maxInflight are pending). A
 		// lost ack only makes the agent resend, which the node recognises.
 		if !s.enqueue(AckFrame(ev.ID), s.g.cfg.SendQueue+maxInflight) && s.ctx.Err() == nil {
-			log.Warn("ack not sent: agent is not reading", "id", ev.ID)
+			s.g.dropAck(s)
 		}
 	}
 }
