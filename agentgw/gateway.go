@@ -106,8 +106,8 @@ type Gateway struct {
 	connects, rejected, framesIn, malformed   atomic.Int64
 	eventsOK, eventsFailed, sent, sendDropped atomic.Int64
 	acksDropped                               atomic.Int64
-	// lastAckDropLog and acksSinceLog rate-limit the dropped-ack warning.
-	lastAckDropLog, acksSinceLog atomic.Int64
+	// The warnings for dropped acks and check requests, at most one per dropLogEvery.
+	ackDropLog, requestDropLog dropLog
 }
 
 // New returns a gateway that answers 503 until SetReady(true).
@@ -383,30 +383,46 @@ func (g *Gateway) Deliver(ns string, req *CheckRequest, subs []string) int {
 			n++
 		} else {
 			g.sendDropped.Add(1)
-			g.log.Warn("agent send queue full; check request dropped", "agent", s.name, "namespace", ns, "check", req.Config.Metadata.Name)
+			if n, ok := g.requestDropLog.due(); ok {
+				g.log.Warn("agent send queue full; check requests dropped (see picket_check_requests_dropped_total)",
+					"dropped", n, "agent", s.name, "namespace", ns, "check", req.Config.Metadata.Name)
+			}
 		}
 	}
 	g.sent.Add(int64(n))
 	return n
 }
 
-// ackDropLogEvery is how often at most a dropped ack is logged: an overloaded server
-// can drop thousands a second, and a line for each would add to the load.
-const ackDropLogEvery = 10 * time.Second
+// dropLogEvery is how often at most a kind of drop is logged: an overloaded server can
+// drop thousands of frames a second, and a line for each would add to the load.
+const dropLogEvery = 10 * time.Second
+
+// dropLog rate-limits one warning to one per dropLogEvery.
+type dropLog struct {
+	last, since atomic.Int64
+}
+
+// due counts one drop and reports whether to log now, with how many drops (this one
+// included) the warning covers.
+func (d *dropLog) due() (n int64, ok bool) {
+	n = d.since.Add(1)
+	now := time.Now().UnixNano()
+	last := d.last.Load()
+	if now-last < int64(dropLogEvery) || !d.last.CompareAndSwap(last, now) {
+		return 0, false
+	}
+	d.since.Add(-n)
+	return n, true
+}
 
 // dropAck counts an ack that did not fit s's send queue and logs, at most once per
-// ackDropLogEvery, how many were dropped since the last warning.
+// dropLogEvery, how many were dropped since the last warning.
 func (g *Gateway) dropAck(s *session) {
 	g.acksDropped.Add(1)
-	n := g.acksSinceLog.Add(1)
-	now := time.Now().UnixNano()
-	last := g.lastAckDropLog.Load()
-	if now-last < int64(ackDropLogEvery) || !g.lastAckDropLog.CompareAndSwap(last, now) {
-		return
+	if n, ok := g.ackDropLog.due(); ok {
+		g.log.Warn("acks not sent: agents are not reading them fast enough; their events are stored and will be resent (see picket_agent_acks_dropped_total)",
+			"dropped", n, "agent", s.name, "namespace", s.ns)
 	}
-	g.acksSinceLog.Add(-n)
-	g.log.Warn("acks not sent: agents are not reading them fast enough; their events are stored and will be resent (see picket_agent_acks_dropped_total)",
-		"dropped", n, "agent", s.name, "namespace", s.ns)
 }
 
 // Connected reports whether an agent has a session on this gateway.

@@ -211,7 +211,7 @@ func TestDroppedAcksAreCountedAndLoggedSparingly(t *testing.T) {
 	if lines := strings.Count(logged.String(), "acks not sent"); lines != 1 || !strings.Contains(logged.String(), "dropped=1 ") {
 		t.Fatalf("want one warning for the first drop, got %d:\n%s", lines, logged.String())
 	}
-	g.lastAckDropLog.Store(0) // as if the interval had passed
+	g.ackDropLog.last.Store(0) // as if the interval had passed
 	g.dropAck(s)
 	if lines := strings.Count(logged.String(), "acks not sent"); lines != 2 || !strings.Contains(logged.String(), "dropped=1000 ") {
 		t.Fatalf("want a second warning counting the 999 drops since plus this one:\n%s", logged.String())
