@@ -76,7 +76,8 @@ type Stats struct {
 	RequestsSent    int64
 	RequestsDropped int64
 	// AcksDropped counts acks not sent because the agent's send queue was full; the
-	// event is stored, and the agent resends it, which the server recognises.
+	// event is stored, the session is closed, and the agent resends the event after it
+	// reconnects, which the server recognises.
 	AcksDropped int64
 }
 
@@ -420,7 +421,7 @@ func (d *dropLog) due() (n int64, ok bool) {
 func (g *Gateway) dropAck(s *session) {
 	g.acksDropped.Add(1)
 	if n, ok := g.ackDropLog.due(); ok {
-		g.log.Warn("acks not sent: agents are not reading them fast enough; their events are stored and will be resent (see picket_agent_acks_dropped_total)",
+		g.log.Warn("acks not sent: agents did not read them fast enough; their sessions are closed, and they resend the events after reconnecting (see picket_agent_acks_dropped_total)",
 			"dropped", n, "agent", s.name, "namespace", s.ns)
 	}
 }

@@ -217,3 +217,59 @@ func TestDroppedAcksAreCountedAndLoggedSparingly(t *testing.T) {
 		t.Fatalf("want a second warning counting the 999 drops since plus this one:\n%s", logged.String())
 	}
 }
+
+// TestAgentThatDoesNotReadItsAcksIsClosed: an agent keeps an unacknowledged event in
+// flight until it reconnects, and stops sending once it has a window of them. So when
+// acks cannot be queued for an agent that does not read them, its session is closed (it
+// reconnects and resends), and the drop is counted, rather than the ack lost silently.
+func TestAgentThatDoesNotReadItsAcksIsClosed(t *testing.T) {
+	g := startGateway(t, Config{PingInterval: time.Second, PingTimeout: time.Minute, SendQueue: 8, Hooks: Hooks{
+		HandleEvent: func(context.Context, *events.Event, bool) error { return nil },
+	}})
+	h := http.Header{}
+	h.Set(HeaderAgentName, "deaf")
+	h.Set(HeaderSubscriptions, "linux")
+	h.Set(AckHeader, "1")
+	h.Set("Authorization", "Basic "+base64.StdEncoding.EncodeToString([]byte("agent:pw")))
+	conn, _, err := websocket.Dial(context.Background(), g.url, &websocket.DialOptions{HTTPHeader: h})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.CloseNow()
+	// Never read. Fill the socket's buffers with large requests until the writer blocks:
+	// the queue stays full for half a second.
+	cfg := &events.CheckConfig{Command: strings.Repeat("x", 64<<10)}
+	cfg.Metadata.Name = "big"
+	full := 0
+	for i := 0; i < 5000 && full < 50; i++ {
+		if g.Deliver("default", &CheckRequest{Config: cfg, Issued: int64(i)}, []string{"linux"}) == 0 {
+			full++
+			time.Sleep(10 * time.Millisecond)
+		} else {
+			full = 0
+		}
+	}
+	if full < 50 {
+		t.Fatal("5000 requests of 64 KiB were all written to an agent that reads nothing")
+	}
+	// Now every ack waits in the queue: more events than it holds close the session.
+	start := time.Now()
+	for i := 0; i < maxAckBacklog+50 && g.Connected("default", "deaf"); i++ {
+		ev := &events.Event{ID: fmt.Sprintf("id-%04d", i), Check: &events.Check{}}
+		ev.Check.Metadata.Name = "c"
+		payload, _ := json.Marshal(ev)
+		if conn.Write(context.Background(), websocket.MessageBinary, Encode(TypeEvent, payload)) != nil {
+			break // closed
+		}
+	}
+	for g.Connected("default", "deaf") {
+		if time.Since(start) > 20*time.Second {
+			t.Fatalf("session still open 20 s after %d+ acks could not be queued: %+v", maxAckBacklog, g.Stats())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if d := g.Stats().AcksDropped; d < 1 {
+		t.Fatalf("session closed but no ack counted as dropped")
+	}
+	t.Logf("closed %v after the first event, %d ack(s) dropped", time.Since(start).Round(time.Millisecond), g.Stats().AcksDropped)
+}

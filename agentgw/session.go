@@ -20,6 +20,11 @@ import (
 // per commit round trip. Results of the same check are still serialised by the node.
 const maxInflight = 32
 
+// maxAckBacklog is how many acks may wait for an agent beyond its send queue: acks come
+// as fast as its events commit, and an agent that reads them too slowly for this many
+// is disconnected, so that it resends (see process).
+const maxAckBacklog = 1024
+
 // session is one connected agent. Its reader runs in the HTTP handler's goroutine. Sends
 // and pings go through a bounded queue drained by a writer goroutine that exists only
 // while there is something to write, so an idle agent costs one goroutine, and a slow
@@ -319,10 +324,14 @@ func (s *session) process(log *slog.Logger, ev *events.Event, msgType string, ke
 		observe(time.Since(read))
 	}
 	if s.acks && ev.ID != "" {
-		// Acks have room beyond the request queue (at most maxInflight are pending). A
-		// lost ack only makes the agent resend, which the node recognises.
-		if !s.enqueue(AckFrame(ev.ID), s.g.cfg.SendQueue+maxInflight) && s.ctx.Err() == nil {
+		// Acks have room beyond the request queue. An agent keeps an unacknowledged event
+		// in flight until it reconnects, and stops sending with a window of them, so a
+		// dropped ack must end the session: the agent reconnects and resends what was
+		// not acknowledged, which the node recognises as stored.
+		if !s.enqueue(AckFrame(ev.ID), s.g.cfg.SendQueue+maxAckBacklog) && s.ctx.Err() == nil {
 			s.g.dropAck(s)
+			// Not here: the close handshake waits for an agent that is not reading.
+			go s.close(websocket.StatusTryAgainLater, "acks not read; reconnect to resend unacknowledged events")
 		}
 	}
 }

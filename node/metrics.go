@@ -26,7 +26,7 @@ func (n *Node) registerGatewayMetrics(commitSeconds prometheus.Histogram) {
 		counter("picket_agent_events_failed_total", "Keepalives and events that could not be persisted.", func() float64 { return float64(g.Stats().EventsFailed) }),
 		counter("picket_check_requests_sent_total", "Check requests delivered to local agents.", func() float64 { return float64(g.Stats().RequestsSent) }),
 		counter("picket_check_requests_dropped_total", "Check requests dropped because an agent's send queue was full.", func() float64 { return float64(g.Stats().RequestsDropped) }),
-		counter("picket_agent_acks_dropped_total", "Acks not sent because an agent's send queue was full (its event is stored; the agent resends it).", func() float64 { return float64(g.Stats().AcksDropped) }),
+		counter("picket_agent_acks_dropped_total", "Acks not sent because an agent's send queue was full (its event is stored; its session is closed, and the agent resends the event after reconnecting).", func() float64 { return float64(g.Stats().AcksDropped) }),
 		counter("picket_event_commits_total", "Grouped etcd transactions of event writes.", func() float64 { return float64(n.batch.Stats().Commits) }),
 		counter("picket_event_writes_total", "Event writes committed through grouped transactions.", func() float64 { return float64(n.batch.Stats().Writes) }),
 		gauge("picket_event_state_cache_entries", "Entity/check states kept in memory.", func() float64 { return float64(n.states.len()) }),
