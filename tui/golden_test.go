@@ -104,7 +104,10 @@ var scenarios = []scenario{
 		{keys: keysOf("shift+tab", "shift+tab", "shift+tab", "enter"), wait: "joined the cluster"}}},
 	{name: "dashboard", steps: []step{{wait: "What next?"}, {keys: keysOf("enter"), wait: "3 healthy"}}},
 	{name: "dashboard_help", steps: []step{{wait: "What next?"}, {keys: keysOf("enter"), wait: "3 healthy"}, {keys: keysOf("?"), wait: "refresh now"}}},
-	{name: "dashboard_unhealthy", setup: sickB2, steps: []step{{wait: "What next?"}, {keys: keysOf("enter", "down"), wait: "UNHEALTHY"}}},
+	// The cursor stays on the first member: a "down" sent with "enter" raced the
+	// dashboard's first load (lost before the rows existed, applied after), and the
+	// golden recorded the lost one. Selecting the sick member is covered by "confirm".
+	{name: "dashboard_unhealthy", setup: sickB2, steps: []step{{wait: "What next?"}, {keys: keysOf("enter"), wait: "UNHEALTHY"}}},
 	{name: "confirm", setup: sickB2, steps: []step{{wait: "What next?"}, {keys: keysOf("enter"), wait: "UNHEALTHY"}, {keys: keysOf("down", "r"), wait: "Risks"}}},
 	{name: "replace_running", setup: func(cl *fakeCluster) { sickB2(cl); cl.replaceGate = make(chan struct{}) },
 		steps: []step{{wait: "What next?"}, {keys: keysOf("enter"), wait: "UNHEALTHY"}, {keys: keysOf("down", "r"), wait: "Risks"}, {keys: keysOf("y"), wait: "stop server"}}},
