@@ -620,3 +620,39 @@ func TestSubduedCheckIsNotPublished(t *testing.T) {
 	}
 	a.next(agentgw.TypeCheckRequest, 5*time.Second)
 }
+
+// TestEventStoredPlainByAnOlderBuild: events stored as plain JSON (before events were
+// compressed) are shown by the API and continue their history when the next result
+// arrives, which is stored compressed.
+func TestEventStoredPlainByAnOlderBuild(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a real etcd member")
+	}
+	n := nodetest.Start(t)
+	ctx := context.Background()
+	key := "/picket/events/default/old1/disk"
+	plain := `{"metadata":{"namespace":"default"},"timestamp":1796538262,"id":"old-2",` +
+		`"entity":{"metadata":{"name":"old1","namespace":"default"},"entity_class":"agent"},` +
+		`"check":{"metadata":{"name":"disk","namespace":"default"},"status":2,"state":"failing","occurrences":2,"occurrences_watermark":2,` +
+		`"history":[{"status":2,"executed":1796538252},{"status":2,"executed":1796538262}]}}`
+	if _, err := n.Store().Put(ctx, key, []byte(plain)); err != nil {
+		t.Fatal(err)
+	}
+	var ev events.Event
+	if st := apiGet(t, n, "/api/core/v2/namespaces/default/events/old1/disk", &ev); st != 200 || ev.Check.Occurrences != 2 || len(ev.Check.History) != 2 {
+		t.Fatalf("plain stored event through the API: %d %+v", st, ev.Check)
+	}
+	a := mustDialAgent(t, n, "old1", "default", "agent", nodetest.AgentPassword, []string{"linux"}, true)
+	a.next(agentgw.TypeEntityConfig, 5*time.Second)
+	a.send(agentgw.TypeEvent, result("old1", "disk", 2, "new-3"))
+	if ack := a.next(agentgw.TypeAck, 5*time.Second); !strings.Contains(ack, "new-3") {
+		t.Fatalf("ack: %s", ack)
+	}
+	if st := apiGet(t, n, "/api/core/v2/namespaces/default/events/old1/disk", &ev); st != 200 || ev.ID != "new-3" || ev.Check.Occurrences != 3 || len(ev.Check.History) != 3 {
+		t.Fatalf("after the next result: %d id %s %+v; want occurrences 3 and 3 results", st, ev.ID, ev.Check)
+	}
+	raw, err := n.Store().Client().Get(ctx, key)
+	if err != nil || len(raw.Kvs) != 1 || raw.Kvs[0].Value[0] != 0xff {
+		t.Fatalf("the rewritten event is not compressed: %v %v", raw, err)
+	}
+}
