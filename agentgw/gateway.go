@@ -384,9 +384,9 @@ func (g *Gateway) Deliver(ns string, req *CheckRequest, subs []string) int {
 			n++
 		} else {
 			g.sendDropped.Add(1)
-			if n, ok := g.requestDropLog.due(); ok {
+			if dropped, ok := g.requestDropLog.due(); ok {
 				g.log.Warn("agent send queue full; check requests dropped (see picket_check_requests_dropped_total)",
-					"dropped", n, "agent", s.name, "namespace", ns, "check", req.Config.Metadata.Name)
+					"dropped", dropped, "last_agent", s.name, "namespace", ns, "last_check", req.Config.Metadata.Name)
 			}
 		}
 	}
@@ -420,9 +420,9 @@ func (d *dropLog) due() (n int64, ok bool) {
 // dropLogEvery, how many were dropped since the last warning.
 func (g *Gateway) dropAck(s *session) {
 	g.acksDropped.Add(1)
-	if n, ok := g.ackDropLog.due(); ok {
+	if dropped, ok := g.ackDropLog.due(); ok {
 		g.log.Warn("acks not sent: agents did not read them fast enough; their sessions are closed, and they resend the events after reconnecting (see picket_agent_acks_dropped_total)",
-			"dropped", n, "agent", s.name, "namespace", s.ns)
+			"dropped", dropped, "last_agent", s.name, "namespace", s.ns)
 	}
 }
 

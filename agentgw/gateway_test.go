@@ -175,6 +175,12 @@ func TestAcksFlowWhileAPingWaits(t *testing.T) {
 		}
 	}()
 	time.Sleep(1500 * time.Millisecond) // the ping is out; its pong waits behind 100 events
+	g.mu.Lock()
+	s := g.sessions["default/busy"]
+	g.mu.Unlock()
+	if s == nil || !s.pinging.Load() {
+		t.Fatal("no ping waiting for its pong: the test would check nothing")
+	}
 	got := 0
 	for i := 0; i < n; i++ {
 		release <- struct{}{}
@@ -223,7 +229,8 @@ func TestDroppedAcksAreCountedAndLoggedSparingly(t *testing.T) {
 // acks cannot be queued for an agent that does not read them, its session is closed (it
 // reconnects and resends), and the drop is counted, rather than the ack lost silently.
 func TestAgentThatDoesNotReadItsAcksIsClosed(t *testing.T) {
-	g := startGateway(t, Config{PingInterval: time.Second, PingTimeout: time.Minute, SendQueue: 8, Hooks: Hooks{
+	// No ping during the test: its write could fail behind the blocked one.
+	g := startGateway(t, Config{PingInterval: time.Hour, PingTimeout: time.Minute, SendQueue: 8, Hooks: Hooks{
 		HandleEvent: func(context.Context, *events.Event, bool) error { return nil },
 	}})
 	h := http.Header{}

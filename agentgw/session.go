@@ -22,7 +22,8 @@ const maxInflight = 32
 
 // maxAckBacklog is how many acks may wait for an agent beyond its send queue: acks come
 // as fast as its events commit, and an agent that reads them too slowly for this many
-// is disconnected, so that it resends (see process).
+// is disconnected, so that it resends (see process). It must stay above the Picket
+// agent's send window (agentgw/agent: sendWindow, 512), which bounds its acks waiting.
 const maxAckBacklog = 1024
 
 // session is one connected agent. Its reader runs in the HTTP handler's goroutine. Sends
@@ -134,19 +135,32 @@ func (s *session) ping() {
 		ctx, cancel := context.WithTimeout(s.ctx, s.g.cfg.PingTimeout)
 		err := s.conn.Ping(ctx)
 		cancel()
-		if err != nil {
-			if s.ctx.Err() == nil {
-				s.g.log.Info("agent did not answer ping; session closed", "agent", s.name, "timeout", s.g.cfg.PingTimeout)
-			}
-			s.close(websocket.StatusPolicyViolation, "ping timeout")
+		if err == nil || s.ctx.Err() != nil {
+			return
 		}
+		if s.writeSince.Load() != 0 {
+			// The ping could not be written (coder/websocket gives a control frame 5 s)
+			// behind a data frame the agent is slow to take: the ping loop closes the
+			// session if that write stays blocked for the ping timeout.
+			return
+		}
+		s.g.log.Info("agent did not answer ping; session closed", "agent", s.name, "timeout", s.g.cfg.PingTimeout, "err", err)
+		s.close(websocket.StatusPolicyViolation, "ping timeout")
 	}()
+}
+
+// stop cancels the session's context under the writer's lock, so that no frame is
+// queued, and no writer started, once it returns (enqueue checks the context under it).
+func (s *session) stop() {
+	s.wmu.Lock()
+	s.cancel()
+	s.wmu.Unlock()
 }
 
 // close ends the session with a close frame; safe to call more than once.
 func (s *session) close(code websocket.StatusCode, reason string) {
 	s.closeOnce.Do(func() {
-		s.cancel()
+		s.stop()
 		// Close performs the close handshake with its own bounded wait.
 		_ = s.conn.Close(code, reason)
 	})
@@ -156,7 +170,7 @@ func (s *session) run() {
 	log := s.g.log.With("agent", s.name, "namespace", s.ns)
 	defer s.g.unregister(s)
 	defer s.writers.Wait()
-	defer s.cancel()
+	defer s.stop()
 	// Events already read are finished (and acknowledged if possible) before the
 	// session's goroutines stop.
 	defer s.handlers.Wait()
@@ -324,10 +338,11 @@ func (s *session) process(log *slog.Logger, ev *events.Event, msgType string, ke
 		observe(time.Since(read))
 	}
 	if s.acks && ev.ID != "" {
-		// Acks have room beyond the request queue. An agent keeps an unacknowledged event
-		// in flight until it reconnects, and stops sending with a window of them, so a
-		// dropped ack must end the session: the agent reconnects and resends what was
-		// not acknowledged, which the node recognises as stored.
+		// Acks have room beyond the request queue, more than a Picket agent's send window
+		// (512 unacknowledged events), so only a client that reads its acks more slowly
+		// than that reaches the limit. A Picket agent keeps an unacknowledged event in
+		// flight until it reconnects, so a dropped ack must end the session: the agent
+		// reconnects and resends what was not acknowledged.
 		if !s.enqueue(AckFrame(ev.ID), s.g.cfg.SendQueue+maxAckBacklog) && s.ctx.Err() == nil {
 			s.g.dropAck(s)
 			// Not here: the close handshake waits for an agent that is not reading.

@@ -283,6 +283,9 @@ func storedForm(res events.Resource) ([]byte, error) {
 func (s *Server) present(k events.Kind, val []byte, p *Principal) ([]byte, error) {
 	if k.Plural == "events" {
 		val = etcdx.Decompress(val) // as stored (storedForm), or as read
+		if len(val) > 0 && val[0] == 0xff {
+			return nil, fmt.Errorf("a stored event is corrupt: its compressed value does not decode")
+		}
 		ev := &events.Event{}
 		if ev.UnmarshalJSON(val) != nil {
 			return val, nil
