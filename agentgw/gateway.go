@@ -174,8 +174,8 @@ func (g *Gateway) pingLoop() {
 		g.mu.Lock()
 		var due, stuck []*session
 		for _, s := range g.sessions {
-			// A write blocked this long means the agent reads nothing: its pings would
-			// wait behind that write forever.
+			// A write blocked this long means the agent reads nothing: its pings cannot
+			// get past that write (and their failures are not counted against it).
 			if ws := s.writeSince.Load(); ws != 0 && time.Duration(now-ws) > g.cfg.PingTimeout && s.ctx.Err() == nil {
 				stuck = append(stuck, s)
 			} else if s.slot%slots == tick%slots {
@@ -184,7 +184,7 @@ func (g *Gateway) pingLoop() {
 		}
 		g.mu.Unlock()
 		for _, s := range due {
-			s.enqueue(nil, g.cfg.SendQueue+maxInflight)
+			s.ping()
 		}
 		for _, s := range stuck {
 			g.log.Info("agent reads nothing: a write to it is blocked; session closed", "agent", s.name, "namespace", s.ns, "timeout", g.cfg.PingTimeout)

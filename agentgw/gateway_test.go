@@ -112,10 +112,19 @@ func startGateway(t *testing.T, cfg Config) *testGateway {
 // dial connects an agent named name with the subscriptions subs (comma-separated).
 func (g *testGateway) dial(t *testing.T, name, subs string) *websocket.Conn {
 	t.Helper()
+	return g.dialAcks(t, name, subs, false)
+}
+
+// dialAcks is dial, asking for acks when acks is set.
+func (g *testGateway) dialAcks(t *testing.T, name, subs string, acks bool) *websocket.Conn {
+	t.Helper()
 	h := http.Header{}
 	h.Set(HeaderAgentName, name)
 	if subs != "" {
 		h.Set(HeaderSubscriptions, subs)
+	}
+	if acks {
+		h.Set(AckHeader, "1")
 	}
 	h.Set("Authorization", "Basic "+base64.StdEncoding.EncodeToString([]byte("agent:pw")))
 	conn, _, err := websocket.Dial(context.Background(), g.url, &websocket.DialOptions{HTTPHeader: h})
@@ -143,14 +152,7 @@ func TestAcksFlowWhileAPingWaits(t *testing.T) {
 		},
 	}})
 	t.Cleanup(func() { close(release) }) // before the gateway's Close, which waits for them
-	h := http.Header{}
-	h.Set(HeaderAgentName, "busy")
-	h.Set(AckHeader, "1")
-	h.Set("Authorization", "Basic "+base64.StdEncoding.EncodeToString([]byte("agent:pw")))
-	conn, _, err := websocket.Dial(context.Background(), g.url, &websocket.DialOptions{HTTPHeader: h})
-	if err != nil {
-		t.Fatal(err)
-	}
+	conn := g.dialAcks(t, "busy", "", true)
 	defer conn.CloseNow()
 	for i := 0; i < n; i++ {
 		ev := &events.Event{ID: fmt.Sprintf("id-%03d", i), Check: &events.Check{}}
@@ -233,15 +235,7 @@ func TestAgentThatDoesNotReadItsAcksIsClosed(t *testing.T) {
 	g := startGateway(t, Config{PingInterval: time.Hour, PingTimeout: time.Minute, SendQueue: 8, Hooks: Hooks{
 		HandleEvent: func(context.Context, *events.Event, bool) error { return nil },
 	}})
-	h := http.Header{}
-	h.Set(HeaderAgentName, "deaf")
-	h.Set(HeaderSubscriptions, "linux")
-	h.Set(AckHeader, "1")
-	h.Set("Authorization", "Basic "+base64.StdEncoding.EncodeToString([]byte("agent:pw")))
-	conn, _, err := websocket.Dial(context.Background(), g.url, &websocket.DialOptions{HTTPHeader: h})
-	if err != nil {
-		t.Fatal(err)
-	}
+	conn := g.dialAcks(t, "deaf", "linux", true)
 	defer conn.CloseNow()
 	// Never read. Fill the socket's buffers with large requests until the writer blocks:
 	// the queue stays full for half a second.

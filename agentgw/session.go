@@ -27,9 +27,10 @@ const maxInflight = 32
 const maxAckBacklog = 1024
 
 // session is one connected agent. Its reader runs in the HTTP handler's goroutine. Sends
-// and pings go through a bounded queue drained by a writer goroutine that exists only
-// while there is something to write, so an idle agent costs one goroutine, and a slow
-// agent never blocks delivery to others.
+// go through a bounded queue drained by a writer goroutine that exists only while there
+// is something to write, and a ping waits for its pong in a goroutine that exists only
+// meanwhile, so an idle agent costs one goroutine, and a slow agent never blocks
+// delivery to others.
 type session struct {
 	g        *Gateway
 	conn     *websocket.Conn
@@ -38,7 +39,7 @@ type session struct {
 	acks     bool
 
 	wmu     sync.Mutex
-	queue   [][]byte // a nil frame is a ping
+	queue   [][]byte
 	writing bool
 	writers sync.WaitGroup
 
@@ -72,7 +73,7 @@ func nameHash(s string) uint32 {
 	return h
 }
 
-// enqueue queues a frame (nil: a ping) without blocking; false when the session is
+// enqueue queues a frame without blocking; false when the session is
 // closed or its queue holds limit frames already.
 func (s *session) enqueue(frame []byte, limit int) bool {
 	s.wmu.Lock()
@@ -104,10 +105,6 @@ func (s *session) drain() {
 		s.queue[0] = nil
 		s.queue = s.queue[1:]
 		s.wmu.Unlock()
-		if frame == nil {
-			s.ping()
-			continue
-		}
 		// No context: a cancellable one costs a registration per frame. A write that
 		// does not finish (an agent that is connected but does not read) is found by the
 		// ping loop, which closes the session and so ends the write.
@@ -121,14 +118,23 @@ func (s *session) drain() {
 }
 
 // ping sends a ping and waits for the pong in a goroutine of its own, at most one at a
-// time. The pong comes back only after the agent's frames sent before it have been read,
-// and a busy server reads an agent no faster than its events commit: waiting in drain
-// would hold every ack behind it for that long, until the ack queue overflowed.
+// time, beside the writer. The pong comes back only after the agent's frames sent before
+// it have been read, and a busy server reads an agent no faster than its events commit:
+// waiting in the writer would hold every ack behind it for that long, until the ack
+// queue overflowed.
 func (s *session) ping() {
 	if !s.pinging.CompareAndSwap(false, true) {
 		return // the last one is still waiting for its pong
 	}
+	// As in enqueue: no goroutine is started once stop has run.
+	s.wmu.Lock()
+	if s.ctx.Err() != nil {
+		s.wmu.Unlock()
+		s.pinging.Store(false)
+		return
+	}
 	s.writers.Add(1)
+	s.wmu.Unlock()
 	go func() {
 		defer s.writers.Done()
 		defer s.pinging.Store(false)

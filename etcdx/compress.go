@@ -24,7 +24,7 @@ func Compress(v []byte) []byte {
 // by Compress. A compressed value that does not decode is returned as stored, so that
 // its reader's JSON decoding fails and names the key, rather than this layer.
 func Decompress(v []byte) []byte {
-	if len(v) == 0 || v[0] != compressedMark {
+	if !Compressed(v) {
 		return v
 	}
 	out, err := s2.Decode(nil, v[1:])
@@ -33,3 +33,7 @@ func Decompress(v []byte) []byte {
 	}
 	return out
 }
+
+// Compressed reports whether v is a value as Compress stores it: after Decompress, one
+// that did not decode.
+func Compressed(v []byte) bool { return len(v) > 0 && v[0] == compressedMark }

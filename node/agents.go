@@ -185,7 +185,7 @@ func (n *Node) nextEventState(ctx context.Context, ev *events.Event, now time.Ti
 	}
 	ev.Check.Metadata.Namespace = ns
 	events.UpdateEventState(prev, ev, now)
-	val, err := storedEvent(ev)
+	val, err := api.StoredEvent(ev)
 	return key, val, err
 }
 

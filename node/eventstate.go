@@ -12,6 +12,7 @@ import (
 
 	"github.com/picketmon/picket/etcdx"
 	"github.com/picketmon/picket/events"
+	"github.com/picketmon/picket/node/api"
 )
 
 // stateCache keeps the latest stored event of recently seen entity/check pairs in
@@ -123,7 +124,7 @@ func (n *Node) writeEvent(ctx context.Context, ev *events.Event, now time.Time, 
 			last = &e.state
 		}
 		events.UpdateState(last, ev, now)
-		val, err := storedEvent(ev)
+		val, err := api.StoredEvent(ev)
 		if err != nil {
 			return false, err
 		}
@@ -151,18 +152,6 @@ func (n *Node) writeEvent(ctx context.Context, ev *events.Event, now time.Time, 
 		}
 	}
 	return false, fmt.Errorf("store event %s: %w", key, etcdx.ErrConflict)
-}
-
-// storedEvent encodes ev as events are stored: compact, without its empty fields (a
-// fifth fewer bytes; the API shows stored events in full again), and compressed (about
-// half the bytes again; etcdx.Compress). Both cut what etcd copies, logs, writes and
-// compacts per event.
-func storedEvent(ev *events.Event) ([]byte, error) {
-	b, err := ev.MarshalCompact()
-	if err != nil {
-		return nil, err
-	}
-	return etcdx.Compress(b), nil
 }
 
 // committed records ev as written by this server at mod revision rev: stored, and its ID

@@ -263,18 +263,24 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request, rt route, p *Princ
 	return nil
 }
 
-// storedForm encodes a resource as it is stored: events compact and compressed, like
-// the events the server stores itself (events.Event.MarshalCompact, etcdx.Compress),
-// the rest as JSON.
+// storedForm encodes a resource as it is stored: events by StoredEvent, the rest as JSON.
 func storedForm(res events.Resource) ([]byte, error) {
 	if ev, ok := res.(*events.Event); ok {
-		b, err := ev.MarshalCompact()
-		if err != nil {
-			return nil, err
-		}
-		return etcdx.Compress(b), nil
+		return StoredEvent(ev)
 	}
 	return json.Marshal(res)
+}
+
+// StoredEvent encodes ev as every event is stored, by the API and by the server's own
+// writers: compact, without its empty fields (a fifth fewer bytes; the API shows stored
+// events in full again), and compressed (about half the bytes again; etcdx.Compress).
+// Both cut what etcd copies, logs, writes and compacts per event.
+func StoredEvent(ev *events.Event) ([]byte, error) {
+	b, err := ev.MarshalCompact()
+	if err != nil {
+		return nil, err
+	}
+	return etcdx.Compress(b), nil
 }
 
 // present turns a stored value into its API form: users lose their password hash
@@ -283,7 +289,7 @@ func storedForm(res events.Resource) ([]byte, error) {
 func (s *Server) present(k events.Kind, val []byte, p *Principal) ([]byte, error) {
 	if k.Plural == "events" {
 		val = etcdx.Decompress(val) // as stored (storedForm), or as read
-		if len(val) > 0 && val[0] == 0xff {
+		if etcdx.Compressed(val) {
 			return nil, fmt.Errorf("a stored event is corrupt: its compressed value does not decode")
 		}
 		ev := &events.Event{}
