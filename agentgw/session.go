@@ -150,7 +150,14 @@ func (s *session) ping() {
 			// session if that write stays blocked for the ping timeout.
 			return
 		}
-		s.g.log.Info("agent did not answer ping; session closed", "agent", s.name, "timeout", s.g.cfg.PingTimeout, "err", err)
+		if !errors.Is(err, context.DeadlineExceeded) {
+			// The ping could not be written: the connection is gone (the agent left), and
+			// the reader ends the session.
+			s.g.log.Debug("ping not sent; session closed", "agent", s.name, "err", err)
+			s.close(websocket.StatusInternalError, "write failed")
+			return
+		}
+		s.g.log.Info("agent did not answer ping; session closed", "agent", s.name, "timeout", s.g.cfg.PingTimeout)
 		s.close(websocket.StatusPolicyViolation, "ping timeout")
 	}()
 }
