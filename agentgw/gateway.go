@@ -58,6 +58,11 @@ type Config struct {
 	// ObserveCommit, when set, is told how long each persisted keepalive or event took
 	// from the end of reading its frame to its commit (when its ack is sent).
 	ObserveCommit func(time.Duration)
+	// AckDelay is how long after writing to an agent the gateway waits before writing
+	// it more acks, so that an agent sending events faster than that gets several acks
+	// in one write instead of one write each (0: acks go out at once). Other frames
+	// never wait. It takes effect on connections accepted through Listener.
+	AckDelay time.Duration
 	// MaxSessions caps connected agents (0: no cap). Past it, handshakes get 429 so
 	// agents back off and try another server, instead of the process running out of
 	// file descriptors and failing as a whole.
@@ -289,6 +294,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	conn.SetReadLimit(g.cfg.ReadLimit)
 	s := newSession(g, conn, ns, name, subs, acks)
+	s.hc = heldConnOf(r.Context())
 	if !g.register(s) {
 		_ = conn.Close(websocket.StatusGoingAway, "backend shutting down")
 		return
@@ -380,7 +386,7 @@ func (g *Gateway) Deliver(ns string, req *CheckRequest, subs []string) int {
 	g.mu.Unlock()
 	n := 0
 	for s := range targets {
-		if s.enqueue(frame, g.cfg.SendQueue) {
+		if s.enqueue(frame, g.cfg.SendQueue, true) {
 			n++
 		} else {
 			g.sendDropped.Add(1)

@@ -32,16 +32,31 @@ const maxAckBacklog = 1024
 // meanwhile, so an idle agent costs one goroutine, and a slow agent never blocks
 // delivery to others.
 type session struct {
-	g        *Gateway
-	conn     *websocket.Conn
+	g    *Gateway
+	conn *websocket.Conn
+	// hc is conn's connection when the gateway's listener wrapped it (Listener): frames
+	// queued together are then written together.
+	hc       *heldConn
 	ns, name string
 	subs     []string
 	acks     bool
 
-	wmu     sync.Mutex
-	queue   [][]byte
+	wmu   sync.Mutex
+	queue [][]byte
+	// writing is set while a writer runs, inWrite how many frames it is writing.
 	writing bool
+	inWrite int
+	// urgent is set while the queue holds a frame other than an ack, which the writer
+	// sends without waiting for Config.AckDelay; wake tells a waiting writer.
+	urgent bool
+	// acked is set while the queue holds an ack.
+	acked   bool
+	wake    chan struct{}
 	writers sync.WaitGroup
+	// lastAcks is when the writer last sent acks; only the writer uses it.
+	lastAcks time.Time
+	// closing is set when the session is to end: acks no longer wait.
+	closing atomic.Bool
 
 	inflight  chan struct{}
 	handlers  sync.WaitGroup
@@ -61,7 +76,7 @@ type session struct {
 func newSession(g *Gateway, conn *websocket.Conn, ns, name string, subs []string, acks bool) *session {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &session{g: g, conn: conn, ns: ns, name: name, subs: subs, acks: acks,
-		inflight: make(chan struct{}, maxInflight), ctx: ctx, cancel: cancel, slot: int(nameHash(name) % 1_000_003)}
+		inflight: make(chan struct{}, maxInflight), wake: make(chan struct{}, 1), ctx: ctx, cancel: cancel, slot: int(nameHash(name) % 1_000_003)}
 }
 
 func nameHash(s string) uint32 {
@@ -73,15 +88,26 @@ func nameHash(s string) uint32 {
 	return h
 }
 
-// enqueue queues a frame without blocking; false when the session is
-// closed or its queue holds limit frames already.
-func (s *session) enqueue(frame []byte, limit int) bool {
+// enqueue queues a frame without blocking; false when the session is closed or its
+// queue holds limit frames already. An ack may wait for Config.AckDelay to go out with
+// others; any other frame is urgent and goes out at once, with the acks queued.
+func (s *session) enqueue(frame []byte, limit int, urgent bool) bool {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
-	if s.ctx.Err() != nil || len(s.queue) >= limit {
+	if s.ctx.Err() != nil || len(s.queue)+s.inWrite >= limit {
 		return false
 	}
 	s.queue = append(s.queue, frame)
+	if !urgent {
+		s.acked = true
+	}
+	if urgent && !s.urgent {
+		s.urgent = true
+		select {
+		case s.wake <- struct{}{}:
+		default:
+		}
+	}
 	if !s.writing {
 		s.writing = true
 		s.writers.Add(1)
@@ -90,10 +116,15 @@ func (s *session) enqueue(frame []byte, limit int) bool {
 	return true
 }
 
-// drain writes queued frames until the queue is empty, then ends.
+// drain writes queued frames until the queue is empty, then ends. It writes what is
+// queued at once, in one system call when the connection allows (heldConn). Acks wait
+// until Config.AckDelay has passed since acks were last sent, so that an agent sending
+// events faster than that gets its acks several at a time; an agent sending slower
+// gets each at once. Any other frame goes out at once, with the acks queued before it.
 func (s *session) drain() {
 	defer s.writers.Done()
 	for {
+		s.waitForAcks()
 		s.wmu.Lock()
 		if len(s.queue) == 0 || s.ctx.Err() != nil {
 			s.writing = false
@@ -101,19 +132,77 @@ func (s *session) drain() {
 			s.wmu.Unlock()
 			return
 		}
-		frame := s.queue[0]
-		s.queue[0] = nil
-		s.queue = s.queue[1:]
-		s.wmu.Unlock()
-		// No context: a cancellable one costs a registration per frame. A write that
-		// does not finish (an agent that is connected but does not read) is found by the
-		// ping loop, which closes the session and so ends the write.
-		s.writeSince.Store(time.Now().UnixNano())
-		err := s.conn.Write(context.Background(), websocket.MessageBinary, frame)
-		s.writeSince.Store(0)
-		if err != nil {
-			s.close(websocket.StatusInternalError, "write failed")
+		batch, acks := s.queue, s.acked
+		s.queue, s.urgent, s.acked, s.inWrite = nil, false, false, len(batch)
+		select {
+		case <-s.wake: // for a frame in this batch
+		default:
 		}
+		s.wmu.Unlock()
+		s.write(batch)
+		if acks {
+			s.lastAcks = time.Now()
+		}
+		s.wmu.Lock()
+		s.inWrite = 0
+		if s.queue == nil {
+			s.queue = batch[:0] // write cleared it
+		}
+		s.wmu.Unlock()
+	}
+}
+
+// waitForAcks waits, when acks were last sent less than Config.AckDelay ago, for the
+// rest of that time, or until an urgent frame is queued or the session ends.
+func (s *session) waitForAcks() {
+	delay := s.g.cfg.AckDelay
+	if delay <= 0 || s.hc == nil || s.closing.Load() {
+		return
+	}
+	wait := time.Until(s.lastAcks.Add(delay))
+	if wait <= 0 {
+		return
+	}
+	s.wmu.Lock()
+	urgent := s.urgent
+	s.wmu.Unlock()
+	if urgent {
+		return
+	}
+	t := time.NewTimer(wait)
+	select {
+	case <-t.C:
+	case <-s.wake:
+	case <-s.ctx.Done():
+	}
+	t.Stop()
+}
+
+// write sends a batch of frames, in one system call when the connection allows.
+func (s *session) write(batch [][]byte) {
+	// No context: a cancellable one costs a registration per frame. A write that does
+	// not finish (an agent that is connected but does not read) is found by the ping
+	// loop, which closes the session and so ends the write.
+	s.writeSince.Store(time.Now().UnixNano())
+	held := s.hc != nil && len(batch) > 1
+	if held {
+		s.hc.hold()
+	}
+	var err error
+	for i, frame := range batch {
+		if err == nil {
+			err = s.conn.Write(context.Background(), websocket.MessageBinary, frame)
+		}
+		batch[i] = nil
+	}
+	if held {
+		if rerr := s.hc.release(); err == nil {
+			err = rerr
+		}
+	}
+	s.writeSince.Store(0)
+	if err != nil {
+		s.close(websocket.StatusInternalError, "write failed")
 	}
 }
 
@@ -170,13 +259,38 @@ func (s *session) stop() {
 	s.wmu.Unlock()
 }
 
-// close ends the session with a close frame; safe to call more than once.
+// close ends the session with a close frame; safe to call more than once. A server going
+// away first sends the acks queued, so that its agents need not resend those events.
 func (s *session) close(code websocket.StatusCode, reason string) {
 	s.closeOnce.Do(func() {
+		if code == websocket.StatusGoingAway {
+			s.flush(time.Second)
+		}
 		s.stop()
 		// Close performs the close handshake with its own bounded wait.
 		_ = s.conn.Close(code, reason)
 	})
+}
+
+// flush has the writer send what is queued without waiting for Config.AckDelay, and
+// waits until it has, at most for timeout (a write to an agent that does not read may
+// not finish).
+func (s *session) flush(timeout time.Duration) {
+	s.closing.Store(true)
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+	deadline := time.Now().Add(timeout)
+	for {
+		s.wmu.Lock()
+		busy := s.writing
+		s.wmu.Unlock()
+		if !busy || time.Now().After(deadline) {
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
 
 func (s *session) run() {
@@ -356,7 +470,7 @@ func (s *session) process(log *slog.Logger, ev *events.Event, msgType string, ke
 		// than that reaches the limit. A Picket agent keeps an unacknowledged event in
 		// flight until it reconnects, so a dropped ack must end the session: the agent
 		// reconnects and resends what was not acknowledged.
-		if !s.enqueue(AckFrame(ev.ID), s.g.cfg.SendQueue+maxAckBacklog) && s.ctx.Err() == nil {
+		if !s.enqueue(AckFrame(ev.ID), s.g.cfg.SendQueue+maxAckBacklog, false) && s.ctx.Err() == nil {
 			s.g.dropAck(s)
 			// Not here: the close handshake waits for an agent that is not reading.
 			go s.close(websocket.StatusTryAgainLater, "acks not read; reconnect to resend unacknowledged events")
@@ -383,5 +497,5 @@ func (s *session) sendEntityConfig() {
 	if err != nil {
 		return
 	}
-	s.enqueue(Encode(TypeEntityConfig, payload), s.g.cfg.SendQueue)
+	s.enqueue(Encode(TypeEntityConfig, payload), s.g.cfg.SendQueue, true)
 }

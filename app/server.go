@@ -269,6 +269,16 @@ func nodeConfig(cfg *BackendConfig, log *slog.Logger) (node.Config, error) {
 		}
 		nc.AccessTokenTTL = d
 	}
+	if v := os.Getenv("PICKET_AGENT_ACK_DELAY"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 0 || d > 10*time.Second {
+			return nc, fmt.Errorf("PICKET_AGENT_ACK_DELAY: %q is not a duration from 0 to 10s such as 250ms (0: acks go out at once)", v)
+		}
+		if d == 0 {
+			d = -1 // node: no wait
+		}
+		nc.AgentAckDelay = d
+	}
 	if !cfg.NoEmbedEtcd {
 		if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
 			return nc, fmt.Errorf("state-dir %s: %w", cfg.StateDir, err)

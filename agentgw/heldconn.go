@@ -1,0 +1,119 @@
+package agentgw
+
+import (
+	"context"
+	"crypto/tls"
+	"net"
+	"sync"
+)
+
+// heldConn is an agent's connection on which the gateway can hold writes: while held,
+// what the WebSocket library writes (it flushes every message to the connection) is
+// gathered in memory, and release sends it in one system call. On loopback or a LAN a
+// small write costs the sender the whole way through the TCP stack, about as much as
+// the rest of an event's processing, so frames queued for one agent together (acks of
+// a grouped commit, acks held by Config.AckDelay) go out together.
+type heldConn struct {
+	net.Conn
+	// wmu serialises writes to Conn: the library's own (pings, close frames) and
+	// release's of what was held.
+	wmu  sync.Mutex
+	mu   sync.Mutex // guards held and buf
+	held bool
+	buf  []byte
+}
+
+// maxHeldBuf bounds the buffer kept between batches; a larger one is dropped.
+const maxHeldBuf = 64 << 10
+
+// Write sends p, or gathers it while writes are held. The library calls it under its
+// own frame lock, so what is gathered is in the order the frames were written.
+func (c *heldConn) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	if c.held {
+		c.buf = append(c.buf, p...)
+		c.mu.Unlock()
+		return len(p), nil
+	}
+	c.mu.Unlock()
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	return c.Conn.Write(p)
+}
+
+// hold gathers writes until release.
+func (c *heldConn) hold() {
+	c.mu.Lock()
+	c.held = true
+	c.mu.Unlock()
+}
+
+// release sends what was gathered since hold in one write and ends the hold. It takes
+// the write lock first, so a write of the library's that started after the hold ended
+// goes out after what was gathered.
+func (c *heldConn) release() error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	c.mu.Lock()
+	buf := c.buf
+	c.held = false
+	c.buf = nil
+	c.mu.Unlock()
+	var err error
+	if len(buf) > 0 {
+		_, err = c.Conn.Write(buf)
+	}
+	if cap(buf) <= maxHeldBuf {
+		c.mu.Lock()
+		if c.buf == nil {
+			c.buf = buf[:0]
+		}
+		c.mu.Unlock()
+	}
+	return err
+}
+
+// heldListener wraps the connections it accepts in heldConn.
+type heldListener struct{ net.Listener }
+
+func (l heldListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &heldConn{Conn: c}, nil
+}
+
+// Listener wraps the agent port's listener (before TLS, when there is TLS) so the
+// gateway can send frames queued for one agent together; the http.Server serving the
+// gateway must also set ConnContext to the gateway's. Without it frames are sent one
+// write each.
+func Listener(ln net.Listener) net.Listener { return heldListener{ln} }
+
+type connKey struct{}
+
+// ConnContext is for the gateway's http.Server: it hands each request the connection
+// Listener wrapped.
+func ConnContext(ctx context.Context, c net.Conn) context.Context {
+	if tc, ok := c.(*tls.Conn); ok {
+		c = tc.NetConn()
+	}
+	if hc, ok := c.(*heldConn); ok {
+		return context.WithValue(ctx, connKey{}, hc)
+	}
+	return ctx
+}
+
+func heldConnOf(ctx context.Context) *heldConn {
+	hc, _ := ctx.Value(connKey{}).(*heldConn)
+	return hc
+}
+
+// CloseWrite half-closes the connection when it can, as net/http does before closing a
+// connection it answered with an error.
+func (c *heldConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
+}
