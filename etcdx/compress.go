@@ -1,6 +1,8 @@
 package etcdx
 
 import (
+	"sync"
+
 	"github.com/klauspost/compress/s2"
 )
 
@@ -14,11 +16,32 @@ const compressedMark = 0xff
 // bytes, and an embedded etcd member spends its time per event mostly in proportion to
 // the bytes it copies, logs, writes and later compacts away. Every value read through
 // this package (Store, Batcher, Watch) comes back decompressed.
+//
+// S2 needs room for its worst case, more than v: it encodes into a buffer reused from
+// value to value, and only the result is allocated, at its size.
 func Compress(v []byte) []byte {
-	out := make([]byte, 1+s2.MaxEncodedLen(len(v)))
+	need := s2.MaxEncodedLen(len(v))
+	if need < 0 || need > maxScratch {
+		out := make([]byte, 1+s2.MaxEncodedLen(len(v)))
+		out[0] = compressedMark
+		return out[:1+len(s2.Encode(out[1:], v))]
+	}
+	sp := scratch.Get().(*[]byte)
+	if cap(*sp) < need {
+		*sp = make([]byte, need)
+	}
+	enc := s2.Encode((*sp)[:need], v)
+	out := make([]byte, 1+len(enc))
 	out[0] = compressedMark
-	return out[:1+len(s2.Encode(out[1:], v))]
+	copy(out[1:], enc)
+	scratch.Put(sp)
+	return out
 }
+
+// scratch holds Compress's buffers, of at most maxScratch bytes.
+var scratch = sync.Pool{New: func() any { return new([]byte) }}
+
+const maxScratch = 256 << 10
 
 // Decompress returns the plain form of a stored value: v itself unless it was stored
 // by Compress. A compressed value that does not decode is returned as stored, so that

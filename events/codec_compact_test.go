@@ -29,6 +29,12 @@ func TestCompactRoundTrip(t *testing.T) {
 		if len(compact) < len(full) {
 			compacted++
 		}
+		// AppendCompact, which the server stores events with, gives the same bytes,
+		// after what the buffer held.
+		appended, err := ev.AppendCompact([]byte("prefix"))
+		if err != nil || !bytes.Equal(appended, append([]byte("prefix"), compact...)) {
+			t.Fatalf("random %d: AppendCompact gave %q (%v), want prefix + %q", i, appended, err, compact)
+		}
 		back := &Event{}
 		if err := back.UnmarshalJSON(compact); err != nil {
 			t.Fatalf("random %d: compact form does not read back: %v\n%s", i, err, compact)
