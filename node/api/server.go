@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/picketmon/picket/etcdx"
 	"github.com/picketmon/picket/events"
@@ -83,7 +84,10 @@ func New(cfg Config) *Server {
 	s.mux.HandleFunc("GET /health", s.handleHealth)
 	s.mux.HandleFunc("GET /version", s.handleVersion)
 	s.mux.HandleFunc("GET /ready", s.handleReady)
-	s.mux.Handle("GET /metrics", promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{}))
+	// With etcd's own metrics (an embedded member registers them with Prometheus's
+	// default registry): its disk latencies, leader and database size are what tell an
+	// operator whether etcd keeps up.
+	s.mux.Handle("GET /metrics", promhttp.HandlerFor(prometheus.Gatherers{s.registry, etcdMetrics{}}, promhttp.HandlerOpts{}))
 	s.mux.HandleFunc("GET /auth", s.handleAuth)
 	s.mux.HandleFunc("POST /auth/token", s.handleToken)
 	s.mux.HandleFunc("GET /auth/test", s.authed(s.handleAuthTest))
@@ -100,6 +104,22 @@ func New(cfg Config) *Server {
 
 // Registry exposes the metrics registry so other components can add their metrics.
 func (s *Server) Registry() *prometheus.Registry { return s.registry }
+
+// etcdMetrics gathers the etcd_ families of Prometheus's default registry, where an
+// embedded etcd member registers its metrics; the rest of that registry (Go and process
+// collectors) is also in the API's own.
+type etcdMetrics struct{}
+
+func (etcdMetrics) Gather() ([]*dto.MetricFamily, error) {
+	mfs, err := prometheus.DefaultGatherer.Gather()
+	out := mfs[:0]
+	for _, mf := range mfs {
+		if strings.HasPrefix(mf.GetName(), "etcd_") {
+			out = append(out, mf)
+		}
+	}
+	return out, err
+}
 
 // SetReady flips /ready and lets requests through once the node is ready.
 func (s *Server) SetReady(ready bool) { s.ready.Store(ready) }
