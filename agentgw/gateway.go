@@ -47,8 +47,9 @@ type Config struct {
 	Hooks  Hooks
 	// PingInterval and PingTimeout detect dead agents (defaults 30 s and 45 s).
 	PingInterval, PingTimeout time.Duration
-	// SendQueue is how many frames may wait for a slow agent before requests are
-	// dropped (default 64).
+	// SendQueue is how many check requests (and entity configs) may wait for a slow
+	// agent before requests are dropped (default 64); acks have room for
+	// SendQueue+1024 frames of any kind.
 	SendQueue int
 	// ReadLimit is the largest frame accepted (default MaxFrameSize).
 	ReadLimit int64

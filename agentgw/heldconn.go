@@ -15,19 +15,22 @@ import (
 // a grouped commit, acks held by Config.AckDelay) go out together.
 type heldConn struct {
 	net.Conn
-	// wmu serialises writes to Conn: the library's own (pings, close frames) and
-	// release's of what was held.
-	wmu  sync.Mutex
-	mu   sync.Mutex // guards held and buf
-	held bool
-	buf  []byte
+	mu sync.Mutex // guards the rest
+	// held is set from hold until release has written everything gathered: the library
+	// never waits on a write that release is doing, so its own deadlines (5 s for a
+	// ping or close frame) do not run out behind a slow agent; the ping loop's check of
+	// the writer covers release's write instead.
+	held       bool
+	buf, spare []byte
 }
 
-// maxHeldBuf bounds the buffer kept between batches; a larger one is dropped.
+// maxHeldBuf bounds the buffers kept between batches; a larger one is dropped.
 const maxHeldBuf = 64 << 10
 
 // Write sends p, or gathers it while writes are held. The library calls it under its
-// own frame lock, so what is gathered is in the order the frames were written.
+// own frame lock, so what is gathered is in the order the frames were written, and a
+// write that goes straight to the connection has finished before any frame after it
+// is gathered.
 func (c *heldConn) Write(p []byte) (int, error) {
 	c.mu.Lock()
 	if c.held {
@@ -36,8 +39,6 @@ func (c *heldConn) Write(p []byte) (int, error) {
 		return len(p), nil
 	}
 	c.mu.Unlock()
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
 	return c.Conn.Write(p)
 }
 
@@ -48,29 +49,32 @@ func (c *heldConn) hold() {
 	c.mu.Unlock()
 }
 
-// release sends what was gathered since hold in one write and ends the hold. It takes
-// the write lock first, so a write of the library's that started after the hold ended
-// goes out after what was gathered.
+// release sends what was gathered since hold, in one write, and what is gathered while
+// it writes (a ping, a close frame) in the next, then ends the hold. After a failed
+// write it drops the rest: the connection is broken.
 func (c *heldConn) release() error {
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	c.mu.Lock()
-	buf := c.buf
-	c.held = false
-	c.buf = nil
-	c.mu.Unlock()
-	var err error
-	if len(buf) > 0 {
-		_, err = c.Conn.Write(buf)
-	}
-	if cap(buf) <= maxHeldBuf {
+	for {
 		c.mu.Lock()
-		if c.buf == nil {
-			c.buf = buf[:0]
+		b := c.buf
+		if len(b) == 0 {
+			c.held = false
+			c.mu.Unlock()
+			return nil
+		}
+		c.buf, c.spare = c.spare[:0], nil
+		c.mu.Unlock()
+		_, err := c.Conn.Write(b)
+		c.mu.Lock()
+		if cap(b) <= maxHeldBuf {
+			c.spare = b[:0]
+		}
+		if err != nil {
+			c.held, c.buf = false, nil
+			c.mu.Unlock()
+			return err
 		}
 		c.mu.Unlock()
 	}
-	return err
 }
 
 // heldListener wraps the connections it accepts in heldConn.

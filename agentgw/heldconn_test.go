@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -274,4 +275,82 @@ func TestServerGoingAwaySendsWaitingAcks(t *testing.T) {
 		t.Fatal("Close still waiting after 10 s")
 	}
 	t.Logf("closed in %v", time.Since(start).Round(time.Millisecond))
+}
+
+// TestRequestsAreNotCrowdedOutByWaitingAcks: acks waiting for the delay do not count
+// against the send queue's limit for check requests.
+func TestRequestsAreNotCrowdedOutByWaitingAcks(t *testing.T) {
+	g := startHeldGateway(t, Config{AckDelay: time.Hour, SendQueue: 4}, false)
+	conn, frames, _ := g.agentFrames(t, "a1")
+	defer conn.CloseNow()
+	sendEvent(t, conn, "e0")
+	next(t, frames) // its ack, at once
+	for i := 1; i <= 10; i++ {
+		sendEvent(t, conn, fmt.Sprintf("e%d", i))
+	}
+	waitAccepted(t, g.Gateway, 11) // ten acks wait, more than SendQueue
+	cfg := &events.CheckConfig{Command: "true"}
+	cfg.Metadata.Name = "now"
+	if g.Deliver("default", &CheckRequest{Config: cfg, Issued: 1}, []string{"linux"}) != 1 {
+		t.Fatalf("check request dropped behind 10 waiting acks: %+v", g.Stats())
+	}
+	for i := 0; i < 11; i++ {
+		next(t, frames)
+	}
+}
+
+// TestHeldWriteToASlowAgentKeepsPingTimeout: frames written together to an agent that
+// does not read block in one write outside the WebSocket library's lock, so a ping
+// meanwhile is gathered behind them instead of waiting for that write, where the
+// library would close the connection after 5 s. The session lives until the ping
+// timeout, as it does for a single blocked write, and recovers when the agent reads.
+func TestHeldWriteToASlowAgentKeepsPingTimeout(t *testing.T) {
+	g := startHeldGateway(t, Config{AckDelay: time.Hour, PingInterval: time.Second, PingTimeout: time.Minute}, false)
+	h := http.Header{}
+	h.Set(HeaderAgentName, "slow")
+	h.Set(HeaderSubscriptions, "linux")
+	h.Set(AckHeader, "1")
+	h.Set("Authorization", "Basic "+base64.StdEncoding.EncodeToString([]byte("agent:pw")))
+	conn, _, err := websocket.Dial(context.Background(), g.url, &websocket.DialOptions{HTTPHeader: h})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.CloseNow()
+	conn.SetReadLimit(1 << 30)
+	// Not reading. The first ack goes out at once; three more wait for the delay.
+	for i := 0; i < 4; i++ {
+		sendEvent(t, conn, fmt.Sprintf("e%d", i))
+		waitAccepted(t, g.Gateway, int64(i+1))
+	}
+	// A request of 16 MiB, more than the socket's buffers hold, goes out at once with
+	// the three acks, in one held write that blocks.
+	cfg := &events.CheckConfig{Command: strings.Repeat("x", 16<<20)}
+	cfg.Metadata.Name = "big"
+	if g.Deliver("default", &CheckRequest{Config: cfg, Issued: 1}, []string{"linux"}) != 1 {
+		t.Fatal("request not queued")
+	}
+	time.Sleep(8 * time.Second) // pings went out every second; the library's limit is 5 s
+	if !g.Connected("default", "slow") {
+		t.Fatal("session closed within 8 s behind a blocked write; the ping timeout is a minute")
+	}
+	// Reading now gets the acks and the request (and answers the pings) on a session
+	// still open.
+	var acks, requests int
+	for acks < 4 || requests < 1 {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		_, b, err := conn.Read(ctx)
+		cancel()
+		if err != nil {
+			t.Fatalf("after %d acks and %d requests: %v", acks, requests, err)
+		}
+		switch typ, _, _ := Decode(b); typ {
+		case TypeAck:
+			acks++
+		case TypeCheckRequest:
+			requests++
+		}
+	}
+	if !g.Connected("default", "slow") {
+		t.Fatal("session closed")
+	}
 }

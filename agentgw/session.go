@@ -43,9 +43,12 @@ type session struct {
 
 	wmu   sync.Mutex
 	queue [][]byte
-	// writing is set while a writer runs, inWrite how many frames it is writing.
-	writing bool
-	inWrite int
+	// writing is set while a writer runs, inWrite how many frames it is writing;
+	// urgentQueued and urgentInWrite count the frames other than acks among them, which
+	// have a limit of their own (acks may wait for Config.AckDelay in numbers).
+	writing                     bool
+	inWrite                     int
+	urgentQueued, urgentInWrite int
 	// urgent is set while the queue holds a frame other than an ack, which the writer
 	// sends without waiting for Config.AckDelay; wake tells a waiting writer.
 	urgent bool
@@ -88,17 +91,24 @@ func nameHash(s string) uint32 {
 	return h
 }
 
-// enqueue queues a frame without blocking; false when the session is closed or its
-// queue holds limit frames already. An ack may wait for Config.AckDelay to go out with
-// others; any other frame is urgent and goes out at once, with the acks queued.
+// enqueue queues a frame without blocking; false when the session is closed or limit
+// frames wait already: frames of any kind for an ack, urgent frames for an urgent one.
+// An ack may wait for Config.AckDelay to go out with others; any other frame is urgent
+// and goes out at once, with the acks queued.
 func (s *session) enqueue(frame []byte, limit int, urgent bool) bool {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
-	if s.ctx.Err() != nil || len(s.queue)+s.inWrite >= limit {
+	waiting := len(s.queue) + s.inWrite
+	if urgent {
+		waiting = s.urgentQueued + s.urgentInWrite
+	}
+	if s.ctx.Err() != nil || waiting >= limit {
 		return false
 	}
 	s.queue = append(s.queue, frame)
-	if !urgent {
+	if urgent {
+		s.urgentQueued++
+	} else {
 		s.acked = true
 	}
 	if urgent && !s.urgent {
@@ -128,12 +138,13 @@ func (s *session) drain() {
 		s.wmu.Lock()
 		if len(s.queue) == 0 || s.ctx.Err() != nil {
 			s.writing = false
-			s.queue = nil
+			s.queue, s.urgentQueued, s.acked = nil, 0, false
 			s.wmu.Unlock()
 			return
 		}
 		batch, acks := s.queue, s.acked
 		s.queue, s.urgent, s.acked, s.inWrite = nil, false, false, len(batch)
+		s.urgentInWrite, s.urgentQueued = s.urgentQueued, 0
 		select {
 		case <-s.wake: // for a frame in this batch
 		default:
@@ -144,7 +155,7 @@ func (s *session) drain() {
 			s.lastAcks = time.Now()
 		}
 		s.wmu.Lock()
-		s.inWrite = 0
+		s.inWrite, s.urgentInWrite = 0, 0
 		if s.queue == nil {
 			s.queue = batch[:0] // write cleared it
 		}
@@ -202,6 +213,12 @@ func (s *session) write(batch [][]byte) {
 	}
 	s.writeSince.Store(0)
 	if err != nil {
+		if s.closing.Load() {
+			// close is under way (it waits for this writer in flush): end the session's
+			// context so this writer stops, and let close finish.
+			s.stop()
+			return
+		}
 		s.close(websocket.StatusInternalError, "write failed")
 	}
 }

@@ -106,8 +106,9 @@ func TestBenchAgentsAgainstNode(t *testing.T) {
 		}
 	}
 	// At 200/s against an idle node every result is acknowledged but those still in
-	// flight when the hold ends.
-	if sent < 300 || acked < sent*9/10 {
+	// flight when the hold ends: a commit, and acks wait up to the node's ack delay
+	// (250 ms) to go out together, so about 60 at 200/s; 120 leaves room.
+	if sent < 300 || acked < sent-120 {
 		t.Fatalf("sent %d, acknowledged %d:\n%s", sent, acked, r.stdout)
 	}
 	token := httpToken(t, n.URL, nodetest.AdminUser, nodetest.AdminPassword)
