@@ -7,6 +7,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/spf13/pflag"
 )
@@ -196,5 +197,34 @@ func TestServerHelpListsEveryKey(t *testing.T) {
 	}
 	if !strings.Contains(out, "PICKET_BACKEND_") || !strings.Contains(out, "--dev") {
 		t.Error("--help does not explain the environment or --dev")
+	}
+	for _, v := range []string{"PICKET_AGENT_ACK_DELAY", "PICKET_TASK_TTL", "PICKET_ACCESS_TOKEN_TTL", "GOGC"} {
+		if !strings.Contains(out, v) {
+			t.Errorf("--help does not name the tuning variable %s", v)
+		}
+	}
+}
+
+// TestAgentAckDelayFromEnvironment: PICKET_AGENT_ACK_DELAY sets the node's ack delay, 0
+// turns it off, and a bad value is refused naming the variable and what it takes.
+func TestAgentAckDelayFromEnvironment(t *testing.T) {
+	cfg := &BackendConfig{EtcdName: "t", AgentHost: "127.0.0.1", AgentPort: 8081, NoEmbedEtcd: true}
+	for _, c := range []struct {
+		val  string
+		want time.Duration
+		bad  bool
+	}{{"", 0, false}, {"100ms", 100 * time.Millisecond, false}, {"0", -1, false}, {"10s", 10 * time.Second, false},
+		{"abc", 0, true}, {"-1s", 0, true}, {"11s", 0, true}} {
+		t.Setenv("PICKET_AGENT_ACK_DELAY", c.val)
+		nc, err := nodeConfig(cfg, nil)
+		if c.bad {
+			if err == nil || !strings.Contains(err.Error(), "PICKET_AGENT_ACK_DELAY") || !strings.Contains(err.Error(), "250ms") {
+				t.Errorf("%q: error %v, want one naming PICKET_AGENT_ACK_DELAY and an example", c.val, err)
+			}
+			continue
+		}
+		if err != nil || nc.AgentAckDelay != c.want {
+			t.Errorf("%q: AgentAckDelay %v (%v), want %v", c.val, nc.AgentAckDelay, err, c.want)
+		}
 	}
 }

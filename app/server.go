@@ -55,6 +55,14 @@ below is also a backend.yml key of the same name. List values take a YAML array 
 space-separated string. The credentials of an external etcd come only from the
 environment: PICKET_BACKEND_ETCD_CLIENT_USERNAME and PICKET_BACKEND_ETCD_CLIENT_PASSWORD.
 
+Tuning, from the environment only:
+  PICKET_AGENT_ACK_DELAY   acks to one agent are written together at most this often
+                           (default 250ms; 0 writes each at once; at most 10s)
+  PICKET_TASK_TTL          seconds a dead server keeps its elected tasks (default 1)
+  PICKET_ACCESS_TOKEN_TTL  lifetime of API access tokens (default 5m)
+  GOGC                     Go's garbage collection target; 200 saves CPU at high event
+                           rates for more memory (README: "Tuning for high event rates")
+
 Examples:
   picket server --dev                      # throw-away single node, prints admin login
   picket server -c /etc/picket/backend.yml
