@@ -24,8 +24,10 @@ type heldConn struct {
 	buf, spare []byte
 }
 
-// maxHeldBuf bounds the buffers kept between batches; a larger one is dropped.
-const maxHeldBuf = 64 << 10
+// maxHeldBuf bounds the buffer a connection keeps between batches (a few dozen acks);
+// a larger one is dropped, so that thousands of agents do not each keep the largest
+// batch they were ever sent.
+const maxHeldBuf = 4 << 10
 
 // Write sends p, or gathers it while writes are held. The library calls it under its
 // own frame lock, so what is gathered is in the order the frames were written, and a

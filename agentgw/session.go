@@ -26,6 +26,10 @@ const maxInflight = 32
 // agent's send window (agentgw/agent: sendWindow, 512), which bounds its acks waiting.
 const maxAckBacklog = 1024
 
+// maxKeptQueue bounds the queue a session keeps for reuse once written; a longer one is
+// dropped, so that idle agents do not each keep the longest queue they ever had.
+const maxKeptQueue = 64
+
 // session is one connected agent. Its reader runs in the HTTP handler's goroutine. Sends
 // go through a bounded queue drained by a writer goroutine that exists only while there
 // is something to write, and a ping waits for its pong in a goroutine that exists only
@@ -156,7 +160,7 @@ func (s *session) drain() {
 		}
 		s.wmu.Lock()
 		s.inWrite, s.urgentInWrite = 0, 0
-		if s.queue == nil {
+		if s.queue == nil && cap(batch) <= maxKeptQueue {
 			s.queue = batch[:0] // write cleared it
 		}
 		s.wmu.Unlock()
