@@ -37,6 +37,11 @@ the agents it prints the rates every --progress; at the end, how busy this machi
 CPUs were and how much of their time the hypervisor gave other guests (steal): on a
 shared virtual machine that time is missing from every figure.
 
+A Picket server writes the acks to one agent together, at most every 250 ms
+(PICKET_AGENT_ACK_DELAY on the server): send→ack includes that wait, and an event sent
+in the hold's last quarter-second may be acknowledged only after the hold, uncounted.
+The server's own read→commit latency does not include it.
+
 Modes:
   agents   N simulated agents with keepalives and an optional event rate
   etcd     the embedded etcd member alone: one put per event, raw grouped puts and
