@@ -118,6 +118,16 @@ func (g *testGateway) dial(t *testing.T, name, subs string) *websocket.Conn {
 // dialAcks is dial, asking for acks when acks is set.
 func (g *testGateway) dialAcks(t *testing.T, name, subs string, acks bool) *websocket.Conn {
 	t.Helper()
+	conn, _, err := websocket.Dial(context.Background(), g.url, &websocket.DialOptions{HTTPHeader: agentHeader(name, subs, acks)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return conn
+}
+
+// agentHeader is the handshake of an agent named name with the subscriptions subs
+// (comma-separated), asking for acks when acks is set.
+func agentHeader(name, subs string, acks bool) http.Header {
 	h := http.Header{}
 	h.Set(HeaderAgentName, name)
 	if subs != "" {
@@ -127,11 +137,7 @@ func (g *testGateway) dialAcks(t *testing.T, name, subs string, acks bool) *webs
 		h.Set(AckHeader, "1")
 	}
 	h.Set("Authorization", "Basic "+base64.StdEncoding.EncodeToString([]byte("agent:pw")))
-	conn, _, err := websocket.Dial(context.Background(), g.url, &websocket.DialOptions{HTTPHeader: h})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return conn
+	return h
 }
 
 // TestAcksFlowWhileAPingWaits: a busy server reads an agent no faster than its events

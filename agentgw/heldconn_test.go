@@ -2,7 +2,6 @@ package agentgw
 
 import (
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -80,19 +79,21 @@ func startHeldGateway(t *testing.T, cfg Config, tls bool) *heldGateway {
 	return g
 }
 
+// dial connects an agent named name, subscribed to linux, that asks for acks.
+func (g *heldGateway) dial(t *testing.T, name string) *websocket.Conn {
+	t.Helper()
+	conn, _, err := websocket.Dial(context.Background(), g.url, &websocket.DialOptions{HTTPHeader: agentHeader(name, "linux", true), HTTPClient: g.client})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return conn
+}
+
 // agentFrames dials an agent that asks for acks and hands every frame it reads to the
 // returned channel, which is closed with the error that ended the connection.
 func (g *heldGateway) agentFrames(t *testing.T, name string) (*websocket.Conn, chan string, *error) {
 	t.Helper()
-	h := http.Header{}
-	h.Set(HeaderAgentName, name)
-	h.Set(HeaderSubscriptions, "linux")
-	h.Set(AckHeader, "1")
-	h.Set("Authorization", "Basic "+base64.StdEncoding.EncodeToString([]byte("agent:pw")))
-	conn, _, err := websocket.Dial(context.Background(), g.url, &websocket.DialOptions{HTTPHeader: h, HTTPClient: g.client})
-	if err != nil {
-		t.Fatal(err)
-	}
+	conn := g.dial(t, name)
 	frames := make(chan string, 1024)
 	var end error
 	go func() {
@@ -306,15 +307,7 @@ func TestRequestsAreNotCrowdedOutByWaitingAcks(t *testing.T) {
 // timeout, as it does for a single blocked write, and recovers when the agent reads.
 func TestHeldWriteToASlowAgentKeepsPingTimeout(t *testing.T) {
 	g := startHeldGateway(t, Config{AckDelay: time.Hour, PingInterval: time.Second, PingTimeout: time.Minute}, false)
-	h := http.Header{}
-	h.Set(HeaderAgentName, "slow")
-	h.Set(HeaderSubscriptions, "linux")
-	h.Set(AckHeader, "1")
-	h.Set("Authorization", "Basic "+base64.StdEncoding.EncodeToString([]byte("agent:pw")))
-	conn, _, err := websocket.Dial(context.Background(), g.url, &websocket.DialOptions{HTTPHeader: h})
-	if err != nil {
-		t.Fatal(err)
-	}
+	conn := g.dial(t, "slow")
 	defer conn.CloseNow()
 	conn.SetReadLimit(1 << 30)
 	// Not reading. The first ack goes out at once; three more wait for the delay.

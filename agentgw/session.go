@@ -48,18 +48,15 @@ type session struct {
 	wmu   sync.Mutex
 	queue [][]byte
 	// writing is set while a writer runs, inWrite how many frames it is writing;
-	// urgentQueued and urgentInWrite count the frames other than acks among them, which
-	// have a limit of their own (acks may wait for Config.AckDelay in numbers).
+	// urgentQueued and urgentInWrite count the urgent frames (all but acks) among the
+	// queued and those being written: they have a limit of their own (acks may wait
+	// for Config.AckDelay in numbers), and the writer sends the queue without waiting
+	// while it holds one. wake tells a waiting writer that one was queued.
 	writing                     bool
 	inWrite                     int
 	urgentQueued, urgentInWrite int
-	// urgent is set while the queue holds a frame other than an ack, which the writer
-	// sends without waiting for Config.AckDelay; wake tells a waiting writer.
-	urgent bool
-	// acked is set while the queue holds an ack.
-	acked   bool
-	wake    chan struct{}
-	writers sync.WaitGroup
+	wake                        chan struct{}
+	writers                     sync.WaitGroup
 	// lastAcks is when the writer last sent acks; only the writer uses it.
 	lastAcks time.Time
 	// closing is set when the session is to end: acks no longer wait.
@@ -111,16 +108,13 @@ func (s *session) enqueue(frame []byte, limit int, urgent bool) bool {
 	}
 	s.queue = append(s.queue, frame)
 	if urgent {
-		s.urgentQueued++
-	} else {
-		s.acked = true
-	}
-	if urgent && !s.urgent {
-		s.urgent = true
-		select {
-		case s.wake <- struct{}{}:
-		default:
+		if s.urgentQueued == 0 {
+			select {
+			case s.wake <- struct{}{}:
+			default:
+			}
 		}
+		s.urgentQueued++
 	}
 	if !s.writing {
 		s.writing = true
@@ -142,12 +136,12 @@ func (s *session) drain() {
 		s.wmu.Lock()
 		if len(s.queue) == 0 || s.ctx.Err() != nil {
 			s.writing = false
-			s.queue, s.urgentQueued, s.acked = nil, 0, false
+			s.queue, s.urgentQueued = nil, 0
 			s.wmu.Unlock()
 			return
 		}
-		batch, acks := s.queue, s.acked
-		s.queue, s.urgent, s.acked, s.inWrite = nil, false, false, len(batch)
+		batch, acks := s.queue, len(s.queue) > s.urgentQueued
+		s.queue, s.inWrite = nil, len(batch)
 		s.urgentInWrite, s.urgentQueued = s.urgentQueued, 0
 		select {
 		case <-s.wake: // for a frame in this batch
@@ -179,7 +173,7 @@ func (s *session) waitForAcks() {
 		return
 	}
 	s.wmu.Lock()
-	urgent := s.urgent
+	urgent := s.urgentQueued > 0
 	s.wmu.Unlock()
 	if urgent {
 		return

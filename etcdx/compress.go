@@ -20,12 +20,7 @@ const compressedMark = 0xff
 // S2 needs room for its worst case, more than v: it encodes into a buffer reused from
 // value to value, and only the result is allocated, at its size.
 func Compress(v []byte) []byte {
-	need := s2.MaxEncodedLen(len(v))
-	if need < 0 || need > maxScratch {
-		out := make([]byte, 1+s2.MaxEncodedLen(len(v)))
-		out[0] = compressedMark
-		return out[:1+len(s2.Encode(out[1:], v))]
-	}
+	need := s2.MaxEncodedLen(len(v)) // etcd refuses values of over 1.5 MiB anyway
 	sp := scratch.Get().(*[]byte)
 	if cap(*sp) < need {
 		*sp = make([]byte, need)
@@ -34,11 +29,13 @@ func Compress(v []byte) []byte {
 	out := make([]byte, 1+len(enc))
 	out[0] = compressedMark
 	copy(out[1:], enc)
-	scratch.Put(sp)
+	if cap(*sp) <= maxScratch {
+		scratch.Put(sp)
+	}
 	return out
 }
 
-// scratch holds Compress's buffers, of at most maxScratch bytes.
+// scratch holds Compress's buffers; one larger than maxScratch is not kept.
 var scratch = sync.Pool{New: func() any { return new([]byte) }}
 
 const maxScratch = 256 << 10
