@@ -62,6 +62,14 @@ func Decode(frame []byte) (string, []byte, error) {
 	if i <= 0 {
 		return "", nil, fmt.Errorf("%w: no message type before the first newline", ErrMalformed)
 	}
+	// The two types agents send most are returned as constants: the conversion of the
+	// others allocates, and this runs for every frame.
+	switch string(frame[:i]) {
+	case TypeEvent:
+		return TypeEvent, frame[i+1:], nil
+	case TypeKeepalive:
+		return TypeKeepalive, frame[i+1:], nil
+	}
 	typ := string(frame[:i])
 	for _, c := range typ {
 		if !(c >= 'a' && c <= 'z' || c == '_') {

@@ -34,7 +34,12 @@ var (
 // around each: Key("checks", "default", "cpu") is "/picket/checks/default/cpu" and Key()
 // is Prefix. Pass the result to List as a prefix: List adds the trailing "/".
 func Key(parts ...string) string {
+	size := len(Prefix)
+	for _, p := range parts {
+		size += len(p) + 1
+	}
 	var b strings.Builder
+	b.Grow(size) // one allocation: keys are built for every event
 	b.WriteString(Prefix)
 	n := 0
 	for _, p := range parts {

@@ -187,4 +187,16 @@ func TestLazyViewMatchesSynthesize(t *testing.T) {
 	if ev.Check.Status != 2 || len(ev.Check.History) != 3 {
 		t.Fatalf("a script changed the event: %+v", ev.Check)
 	}
+	// The script sees its own writes: a field set, one deleted, new keys in the order
+	// they were added, each once however often it was set.
+	v, err = vm.RunString(`event.check.added = 1; event.check.later = 2; event.check.added = 3;
+		var k = Object.keys(event.check);
+		[event.check.status, event.check.history.length, event.entity.name === undefined,
+		 event.check.added, k.slice(k.length - 2).join(","), k.filter(function (x) { return x === "added" }).length].join(" ")`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := v.String(); got != "0 4 true 3 added,later 1" {
+		t.Fatalf("the script's view after its writes: %q, want %q", got, "0 4 true 3 added,later 1")
+	}
 }

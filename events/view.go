@@ -18,8 +18,41 @@ type lazyView struct {
 	vm    *goja.Runtime
 	v     reflect.Value // a struct
 	info  *structInfo
-	cache map[string]goja.Value
+	cache viewCache
 	gone  map[string]bool
+}
+
+// viewCache holds the values a script read or wrote on one object, in the order it first
+// touched them. A filter touches a few keys of each object it looks at, and a search of
+// a short slice costs less than a map's allocation for every object of every event.
+type viewCache []viewEntry
+
+type viewEntry struct {
+	key string
+	val goja.Value
+}
+
+func (c viewCache) get(key string) (goja.Value, bool) {
+	for i := range c {
+		if c[i].key == key {
+			return c[i].val, true
+		}
+	}
+	return nil, false
+}
+
+func (c *viewCache) set(key string, val goja.Value) {
+	for i := range *c {
+		if (*c)[i].key == key {
+			(*c)[i].val = val
+			return
+		}
+	}
+	*c = append(*c, viewEntry{key, val})
+}
+
+func (c *viewCache) delete(key string) {
+	*c = slices.DeleteFunc(*c, func(e viewEntry) bool { return e.key == key })
 }
 
 // metaLifted are the ObjectMeta fields Synthesize lifts to the top level.
@@ -103,7 +136,7 @@ func (o *lazyView) field(key string) (goja.Value, bool) {
 }
 
 func (o *lazyView) Get(key string) goja.Value {
-	if v, ok := o.cache[key]; ok {
+	if v, ok := o.cache.get(key); ok {
 		return v
 	}
 	if o.gone[key] {
@@ -113,18 +146,12 @@ func (o *lazyView) Get(key string) goja.Value {
 	if !ok {
 		return nil
 	}
-	if o.cache == nil {
-		o.cache = map[string]goja.Value{}
-	}
-	o.cache[key] = v // the same object each time, as with a plain map
+	o.cache.set(key, v) // the same object each time, as with a plain map
 	return v
 }
 
 func (o *lazyView) Set(key string, val goja.Value) bool {
-	if o.cache == nil {
-		o.cache = map[string]goja.Value{}
-	}
-	o.cache[key] = val
+	o.cache.set(key, val)
 	delete(o.gone, key)
 	return true
 }
@@ -132,7 +159,7 @@ func (o *lazyView) Set(key string, val goja.Value) bool {
 func (o *lazyView) Has(key string) bool { return o.Get(key) != nil }
 
 func (o *lazyView) Delete(key string) bool {
-	delete(o.cache, key)
+	o.cache.delete(key)
 	if o.gone == nil {
 		o.gone = map[string]bool{}
 	}
@@ -167,8 +194,8 @@ func (o *lazyView) Keys() []string {
 			add(k)
 		}
 	}
-	for k := range o.cache {
-		add(k)
+	for _, e := range o.cache {
+		add(e.key)
 	}
 	return keys
 }
