@@ -149,6 +149,7 @@ func TestValidateReportsEverything(t *testing.T) {
 		"--etcd-initial-cluster-state", "joining",
 		"--etcd-auto-compaction-retention", "0",
 		"--etcd-election-timeout", "200",
+		"--etcd-compaction-sleep-interval", "0",
 	)
 	if err != nil {
 		t.Fatal(err)
@@ -162,13 +163,14 @@ func TestValidateReportsEverything(t *testing.T) {
 		`log-level: "loud"`, `api-listen-address: "8080"`, "agent-port: 70000", "cert-file/key-file: set both",
 		`cert-file: "/nope/cert.pem" cannot be read`, `etcd-listen-client-urls: "127.0.0.1:2379" is not a URL`,
 		`etcd-initial-cluster-state: "joining"`, "etcd-auto-compaction-retention", "etcd-election-timeout: 200",
+		"etcd-compaction-sleep-interval: 0 must be 1 to 1000 milliseconds",
 	} {
 		if !strings.Contains(msg, want) {
 			t.Errorf("Validate message lacks %q:\n%s", want, msg)
 		}
 	}
-	if n := len(err.(*ConfigError).Problems); n != 9 {
-		t.Errorf("want 9 problems, got %d:\n%s", n, msg)
+	if n := len(err.(*ConfigError).Problems); n != 10 {
+		t.Errorf("want 10 problems, got %d:\n%s", n, msg)
 	}
 
 	ok, err := load(t, testEnv(nil), "")

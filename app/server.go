@@ -306,6 +306,7 @@ func nodeConfig(cfg *BackendConfig, log *slog.Logger) (node.Config, error) {
 			ElectionTimeout:          time.Duration(cfg.EtcdElectionTimeout) * time.Millisecond,
 			AutoCompactionMode:       cfg.EtcdAutoCompactionMode,
 			AutoCompactionRetention:  cfg.EtcdAutoCompactionRetention,
+			CompactionSleepInterval:  time.Duration(cfg.EtcdCompactionSleepInterval) * time.Millisecond,
 			ClientTLS:                etcdx.TLSFiles{CertFile: cfg.EtcdCertFile, KeyFile: cfg.EtcdKeyFile, TrustedCAFile: cfg.EtcdTrustedCAFile, ClientCertAuth: cfg.EtcdClientCertAuth},
 			PeerTLS:                  etcdx.TLSFiles{CertFile: cfg.EtcdPeerCertFile, KeyFile: cfg.EtcdPeerKeyFile, TrustedCAFile: cfg.EtcdPeerTrustedCAFile, ClientCertAuth: cfg.EtcdPeerClientCertAuth},
 			Logger:                   log.With("component", "etcd"),

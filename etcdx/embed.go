@@ -50,6 +50,25 @@ const (
 	SnapshotCatchUpEntries = 1000
 )
 
+// The member's pacing of its disk writes, for grouped event writes on a disk where an
+// fsync costs a millisecond or more. Each backend commit, and each batch of a
+// compaction, writes and syncs the database while holding the lock the apply loop
+// needs. With etcd's defaults (a commit every 100 ms; compaction batches of 1,000
+// revisions 10 ms apart), at 20,000 events/s apply waited on commits 10–30 % of the
+// time, and on a compaction's batches half of the time for the 30 s it ran, fsyncs
+// being half of that. Commits every 500 ms (or every 10,000 writes, etcd's limit) and
+// batches of 4,000 revisions 100 ms apart do the same work with a quarter of the syncs
+// and leave apply three quarters of the time during a compaction. Writes not yet
+// committed to the backend are in the WAL and replayed after a crash, as before.
+// Compaction then deletes at most 40,000 revisions/s, twice the event rate one server
+// sustains here; etcd-compaction-sleep-interval lowers the rest for clusters that
+// write more. (BENCHMARKS.md, seventh session.)
+const (
+	BackendBatchInterval           = 500 * time.Millisecond
+	CompactionBatchLimit           = 4000
+	DefaultCompactionSleepInterval = 100 * time.Millisecond
+)
+
 // ErrAddrInUse reports that a listen address of the embedded member is taken.
 var ErrAddrInUse = errors.New("address already in use")
 
@@ -102,6 +121,11 @@ type EmbedConfig struct {
 	// AutoCompactionMode ("periodic" or "revision") and AutoCompactionRetention default
 	// to "periodic" and "1h": compaction is on unless set explicitly to retention "0".
 	AutoCompactionMode, AutoCompactionRetention string
+	// CompactionSleepInterval is the rest between compaction batches of
+	// CompactionBatchLimit revisions (DefaultCompactionSleepInterval when 0). It bounds
+	// how many revisions a compaction deletes per second, which must stay above the
+	// cluster's write rate or the history outgrows the quota.
+	CompactionSleepInterval time.Duration
 
 	// ClientTLS is used for https client URLs, PeerTLS for https peer URLs.
 	ClientTLS, PeerTLS TLSFiles
@@ -443,6 +467,14 @@ func (cfg EmbedConfig) etcdConfig(quiet *atomic.Bool) (*embed.Config, error) {
 	// load: snapshot and trim far more often.
 	ec.SnapshotCount = SnapshotCount
 	ec.SnapshotCatchUpEntries = SnapshotCatchUpEntries
+	ec.BackendBatchInterval = BackendBatchInterval
+	ec.CompactionBatchLimit, ec.CompactionSleepInterval = CompactionBatchLimit, cfg.CompactionSleepInterval
+	switch {
+	case ec.CompactionSleepInterval == 0:
+		ec.CompactionSleepInterval = DefaultCompactionSleepInterval
+	case ec.CompactionSleepInterval < time.Millisecond || ec.CompactionSleepInterval > time.Second:
+		bad("etcd-compaction-sleep-interval %s is not between 1ms and 1s", cfg.CompactionSleepInterval)
+	}
 
 	hb, el := cfg.HeartbeatInterval, cfg.ElectionTimeout
 	if hb == 0 {
