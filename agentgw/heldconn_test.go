@@ -120,6 +120,24 @@ func sendEvent(t *testing.T, conn *websocket.Conn, id string) {
 	}
 }
 
+// firstAcked sends e0 on conn, the first event of a quiet agent, and fails unless its
+// ack is the next frame: an ack after a quiet spell does not wait for the delay.
+func firstAcked(t *testing.T, conn *websocket.Conn, frames chan string) {
+	t.Helper()
+	sendEvent(t, conn, "e0")
+	if f := next(t, frames); f != string(AckFrame("e0")) {
+		t.Fatalf("first frame %q, want the ack of e0 at once", f)
+	}
+}
+
+// request queues a check request named name running command to the agents subscribed
+// to linux, reporting whether it was queued for one.
+func (g *heldGateway) request(name, command string) bool {
+	cfg := &events.CheckConfig{Command: command}
+	cfg.Metadata.Name = name
+	return g.Deliver("default", &CheckRequest{Config: cfg, Issued: 1}, []string{"linux"}) == 1
+}
+
 // next returns the next frame of an entity_config-free stream, failing after 10 s.
 func next(t *testing.T, frames chan string) string {
 	t.Helper()
@@ -162,10 +180,7 @@ func TestAcksWaitAndGoOutTogether(t *testing.T) {
 			conn, frames, _ := g.agentFrames(t, "a1")
 			defer conn.CloseNow()
 
-			sendEvent(t, conn, "e0")
-			if f := next(t, frames); f != string(AckFrame("e0")) {
-				t.Fatalf("first frame %q, want the ack of e0 at once", f)
-			}
+			firstAcked(t, conn, frames)
 			for i := 1; i <= 9; i++ {
 				sendEvent(t, conn, fmt.Sprintf("e%d", i))
 			}
@@ -177,9 +192,7 @@ func TestAcksWaitAndGoOutTogether(t *testing.T) {
 			}
 
 			before := g.writes.Load()
-			cfg := &events.CheckConfig{Command: "true"}
-			cfg.Metadata.Name = "now"
-			if g.Deliver("default", &CheckRequest{Config: cfg, Issued: 1}, []string{"linux"}) != 1 {
+			if !g.request("now", "true") {
 				t.Fatal("check request not queued")
 			}
 			// One agent's events are processed side by side: their acks come in the
@@ -244,10 +257,7 @@ func TestServerGoingAwaySendsWaitingAcks(t *testing.T) {
 	g := startHeldGateway(t, Config{AckDelay: time.Hour}, false)
 	conn, frames, end := g.agentFrames(t, "a1")
 	defer conn.CloseNow()
-	sendEvent(t, conn, "e0")
-	if f := next(t, frames); f != string(AckFrame("e0")) {
-		t.Fatalf("first frame %q, want the ack of e0", f)
-	}
+	firstAcked(t, conn, frames)
 	sendEvent(t, conn, "e1")
 	sendEvent(t, conn, "e2")
 	waitAccepted(t, g.Gateway, 3)
@@ -290,9 +300,7 @@ func TestRequestsAreNotCrowdedOutByWaitingAcks(t *testing.T) {
 		sendEvent(t, conn, fmt.Sprintf("e%d", i))
 	}
 	waitAccepted(t, g.Gateway, 11) // ten acks wait, more than SendQueue
-	cfg := &events.CheckConfig{Command: "true"}
-	cfg.Metadata.Name = "now"
-	if g.Deliver("default", &CheckRequest{Config: cfg, Issued: 1}, []string{"linux"}) != 1 {
+	if !g.request("now", "true") {
 		t.Fatalf("check request dropped behind 10 waiting acks: %+v", g.Stats())
 	}
 	for i := 0; i < 11; i++ {
@@ -317,9 +325,7 @@ func TestHeldWriteToASlowAgentKeepsPingTimeout(t *testing.T) {
 	}
 	// A request of 16 MiB, more than the socket's buffers hold, goes out at once with
 	// the three acks, in one held write that blocks.
-	cfg := &events.CheckConfig{Command: strings.Repeat("x", 16<<20)}
-	cfg.Metadata.Name = "big"
-	if g.Deliver("default", &CheckRequest{Config: cfg, Issued: 1}, []string{"linux"}) != 1 {
+	if !g.request("big", strings.Repeat("x", 16<<20)) {
 		t.Fatal("request not queued")
 	}
 	time.Sleep(8 * time.Second) // pings went out every second; the library's limit is 5 s

@@ -133,23 +133,20 @@ func omittable(k reflect.Kind) bool {
 // MarshalCompact encodes the event in the compact form, the form events are stored in.
 // An event the compact path cannot take (one holding keys Picket does not know, or on a
 // build without overlays) is encoded in full, which reads back the same.
-func (e *Event) MarshalCompact() ([]byte, error) {
-	if b, ok := marshalCompact(reflect.ValueOf(e).Elem()); ok {
-		return b, nil
-	}
-	return e.MarshalJSON()
-}
+func (e *Event) MarshalCompact() ([]byte, error) { return e.AppendCompact(nil) }
 
 // AppendCompact appends the event's compact form, as MarshalCompact gives it, to dst:
 // the server encodes every event it stores into a buffer it reuses.
 func (e *Event) AppendCompact(dst []byte) ([]byte, error) {
 	rv := reflect.ValueOf(e).Elem()
-	if plan, ok := compactPlan(rv); ok {
-		w := appendWriter{b: dst}
-		enc := fastjson.NewEncoder(&w)
-		enc.SetEscapeHTML(false)
-		if enc.Encode(overlayPointer(plan.compact, rv)) == nil {
-			return w.b[:len(w.b)-1], nil // the Encoder ends the value with a newline
+	if !perLevelOnly.Load() && !copyTwinOnly.Load() {
+		if plan := deepPlanFor(rv.Type()); plan.compact != nil && plan.clean(rv) {
+			w := appendWriter{b: dst}
+			enc := fastjson.NewEncoder(&w)
+			enc.SetEscapeHTML(false)
+			if enc.Encode(overlayPointer(plan.compact, rv)) == nil {
+				return w.b[:len(w.b)-1], nil // the Encoder ends the value with a newline
+			}
 		}
 	}
 	b, err := e.MarshalJSON()
@@ -162,27 +159,4 @@ type appendWriter struct{ b []byte }
 func (w *appendWriter) Write(p []byte) (int, error) {
 	w.b = append(w.b, p...)
 	return len(p), nil
-}
-
-// compactPlan returns the plan of the addressable struct rv when its compact type can
-// encode it.
-func compactPlan(rv reflect.Value) (*deepPlan, bool) {
-	if perLevelOnly.Load() || copyTwinOnly.Load() {
-		return nil, false
-	}
-	plan := deepPlanFor(rv.Type())
-	if plan.compact == nil || !plan.clean(rv) {
-		return nil, false
-	}
-	return plan, true
-}
-
-// marshalCompact encodes the addressable struct rv through its plan's compact type.
-func marshalCompact(rv reflect.Value) ([]byte, bool) {
-	plan, ok := compactPlan(rv)
-	if !ok {
-		return nil, false
-	}
-	b, err := fastjson.MarshalWithOption(overlayPointer(plan.compact, rv), fastjson.DisableHTMLEscape())
-	return b, err == nil
 }
