@@ -66,6 +66,9 @@ type benchConfig struct {
 	sched                    *schedLatency
 	// handlers are named in every check result, to measure intake with the pipeline busy.
 	handlers []string
+	// checksPerAgent is how many checks each agent's results rotate through (0: enough
+	// that each check reports at most once a second, as Sensu's shortest interval allows).
+	checksPerAgent int
 	// cpuProfile, when set, is where the bench's own CPU profile goes.
 	cpuProfile string
 }
@@ -122,6 +125,7 @@ func runBench(ctx context.Context, env *Env, args []string) error {
 	fs.DurationVar(&c.checkInterval, "check-interval", 10*time.Second, "interval of the measured checks")
 	fs.StringVar(&c.adminUser, "admin-user", "admin", "API user that creates and deletes the measured checks")
 	fs.StringVar(&c.adminPassword, "admin-password", "", "its password (default: $PICKET_ADMIN_PASSWORD)")
+	fs.IntVar(&c.checksPerAgent, "checks-per-agent", 0, "checks each agent's results rotate through (0: enough that each check reports at most once a second)")
 	fs.StringSliceVar(&c.handlers, "handlers", nil, "handlers every check result names, e.g. --handlers slow-pipe (default: none)")
 	fs.StringVar(&c.cpuProfile, "cpuprofile", "", "write a CPU profile of this bench process to this file, for 'go tool pprof'")
 	fs.IntVar(&c.sources, "source-addresses", 8, "loopback source addresses to spread connections over (127.0.0.10…), for more than ~28,000 ports")
@@ -153,6 +157,12 @@ func runBench(ctx context.Context, env *Env, args []string) error {
 	}
 	if c.agents < 1 || c.connectRate < 1 {
 		return usageErrorf("--agents and --connect-rate must be at least 1")
+	}
+	if c.checksPerAgent < 0 {
+		return usageErrorf("--checks-per-agent must be 0 (automatic) or more (got %d)", c.checksPerAgent)
+	}
+	if c.checksPerAgent == 0 {
+		c.checksPerAgent = autoChecksPerAgent(c.eventRate, c.agents)
 	}
 	raiseFileLimit()
 	stopProfile, err := startCPUProfile(c.cpuProfile)
@@ -236,6 +246,10 @@ func benchAgents(ctx context.Context, env *Env, c benchConfig) error {
 	memBefore, memErr := serverMemory(c.apiURL)
 	fmt.Fprintf(env.Stdout, "picket bench agents: %d agents → %s, connect rate %d/s, keepalive %s, event rate %.0f/s, hold %s, %d processor(s)\n",
 		c.agents, c.backendURL, c.connectRate, c.keepalive, c.eventRate, c.duration, runtime.GOMAXPROCS(0))
+	if c.eventRate > 0 {
+		fmt.Fprintf(env.Stdout, "each agent's results rotate through %d check(s): each check reports every %s\n",
+			c.checksPerAgent, checkPeriod(c).Round(time.Millisecond))
+	}
 
 	auth := "Basic " + base64.StdEncoding.EncodeToString([]byte(c.user+":"+c.password))
 	var handshake, ackLat latencies
@@ -524,6 +538,29 @@ func ackID(payload []byte) ([]byte, bool) {
 	return []byte(ack.ID), true
 }
 
+// autoChecksPerAgent is how many checks an agent needs so that none reports more often
+// than once a second at rate results per second across agents. One check reporting many
+// times a second is no real workload: Sensu's shortest interval is a second, and a
+// server stores one check's results one after the other, each after the last committed.
+func autoChecksPerAgent(rate float64, agents int) int {
+	return max(1, int(math.Ceil(rate/float64(agents))))
+}
+
+// benchTarget is the agent and check of the i-th result: round robin over the agents,
+// and for each agent over its checks, so every check of every agent reports equally
+// often.
+func benchTarget(i, agents, checks int) (agent, check int) {
+	return i % agents, (i / agents) % checks
+}
+
+// checkPeriod is how often each simulated check reports.
+func checkPeriod(c benchConfig) time.Duration {
+	if c.eventRate <= 0 {
+		return 0
+	}
+	return time.Duration(float64(c.checksPerAgent*c.agents) / c.eventRate * float64(time.Second))
+}
+
 func benchKeepalive(name string, c benchConfig) *events.Event {
 	ent := &events.Entity{EntityClass: "agent", Subscriptions: []string{"bench", "entity:" + name}}
 	ent.Metadata = events.ObjectMeta{Name: name, Namespace: c.namespace}
@@ -555,6 +592,9 @@ func benchEvents(ctx context.Context, agents []*benchAgent, c benchConfig, sent,
 	start := time.Now()
 	var done int64
 	i := 0
+	// The interval each result declares: the period its check reports at, in whole
+	// seconds as Sensu's are.
+	interval := max(1, int64(checkPeriod(c).Round(time.Second)/time.Second))
 	for {
 		select {
 		case <-ctx.Done():
@@ -563,7 +603,8 @@ func benchEvents(ctx context.Context, agents []*benchAgent, c benchConfig, sent,
 		}
 		due := int64(c.eventRate * time.Since(start).Seconds())
 		for ; done < due; done++ {
-			a := live[i%len(live)]
+			ai, check := benchTarget(i, len(live), c.checksPerAgent)
+			a := live[ai]
 			i++
 			if a.gone.Load() {
 				continue // a real agent without its connection sends nothing either
@@ -580,8 +621,10 @@ func benchEvents(ctx context.Context, agents []*benchAgent, c benchConfig, sent,
 			payload = append(payload, a.entityJSON...)
 			// Appended by hand: fmt was a tenth of the bench's CPU.
 			payload = append(payload, `,"check":{"metadata":{"name":"bench-check-`...)
-			payload = strconv.AppendInt(payload, int64(i%10), 10)
-			payload = append(payload, `"},"command":"bench","interval":10,"status":`...)
+			payload = strconv.AppendInt(payload, int64(check), 10)
+			payload = append(payload, `"},"command":"bench","interval":`...)
+			payload = strconv.AppendInt(payload, interval, 10)
+			payload = append(payload, `,"status":`...)
 			payload = strconv.AppendInt(payload, int64(i%3), 10)
 			payload = append(payload, `,"output":"bench output `...)
 			payload = strconv.AppendInt(payload, int64(i), 10)

@@ -116,6 +116,44 @@ func TestBenchAgentsAgainstNode(t *testing.T) {
 	if code != 200 || !strings.Contains(body, `"name":"bench-check-`) || !strings.Contains(body, `"history":[`) {
 		t.Fatalf("stored events of wire-00007: %d %s", code, body)
 	}
+	// 200/s over 20 agents is 10 results a second each: 10 checks, each reporting every
+	// second, all of them stored.
+	if !strings.Contains(r.stdout, "each agent's results rotate through 10 check(s): each check reports every 1s") {
+		t.Fatalf("no line on the checks per agent:\n%s", r.stdout)
+	}
+	for i := 0; i < 10; i++ {
+		if !strings.Contains(body, fmt.Sprintf(`"name":"bench-check-%d"`, i)) {
+			t.Errorf("wire-00007 has no event of bench-check-%d: %s", i, body)
+		}
+	}
+}
+
+func TestBenchTargetRotation(t *testing.T) {
+	// Every agent gets every one of its checks equally often, whatever the counts.
+	for _, tc := range []struct{ agents, checks int }{{1000, 20}, {7, 3}, {10, 10}, {3, 1}} {
+		seen := map[[2]int]int{}
+		for i := 0; i < tc.agents*tc.checks*5; i++ {
+			a, c := benchTarget(i, tc.agents, tc.checks)
+			seen[[2]int{a, c}]++
+		}
+		if len(seen) != tc.agents*tc.checks {
+			t.Errorf("%d agents × %d checks: %d pairs reported, want all", tc.agents, tc.checks, len(seen))
+		}
+		for p, n := range seen {
+			if n != 5 {
+				t.Errorf("%d agents × %d checks: pair %v reported %d times, want 5", tc.agents, tc.checks, p, n)
+			}
+		}
+	}
+	for _, tc := range []struct {
+		rate   float64
+		agents int
+		want   int
+	}{{20000, 1000, 20}, {200, 20, 10}, {100, 1000, 1}, {0, 5, 1}, {1500, 1000, 2}} {
+		if got := autoChecksPerAgent(tc.rate, tc.agents); got != tc.want {
+			t.Errorf("autoChecksPerAgent(%v, %d) = %d, want %d", tc.rate, tc.agents, got, tc.want)
+		}
+	}
 }
 
 // The machine's CPU times come from /proc/stat's first line: idle with iowait, steal
