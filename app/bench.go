@@ -548,9 +548,14 @@ func autoChecksPerAgent(rate float64, agents int) int {
 
 // benchTarget is the agent and check of the i-th result: round robin over the agents,
 // and for each agent over its checks, so every check of every agent reports equally
-// often.
-func benchTarget(i, agents, checks int) (agent, check int) {
-	return i % agents, (i / agents) % checks
+// often. status cycles 0, 1, 2 over each check's own results, whatever the counts: each
+// result changes its check's state, and a filter on occurrences (the bench's
+// "occurrences >= 3") passes none, so the pipeline's work per event is the same at every
+// rate and number of agents and checks.
+func benchTarget(i, agents, checks int) (agent, check, status int) {
+	agent, check = i%agents, (i/agents)%checks
+	seq := i / (agents * checks) // how many results this check sent before
+	return agent, check, (seq + agent) % 3
 }
 
 // checkPeriod is how often each simulated check reports.
@@ -603,7 +608,7 @@ func benchEvents(ctx context.Context, agents []*benchAgent, c benchConfig, sent,
 		}
 		due := int64(c.eventRate * time.Since(start).Seconds())
 		for ; done < due; done++ {
-			ai, check := benchTarget(i, len(live), c.checksPerAgent)
+			ai, check, status := benchTarget(i, len(live), c.checksPerAgent)
 			a := live[ai]
 			i++
 			if a.gone.Load() {
@@ -625,7 +630,7 @@ func benchEvents(ctx context.Context, agents []*benchAgent, c benchConfig, sent,
 			payload = append(payload, `"},"command":"bench","interval":`...)
 			payload = strconv.AppendInt(payload, interval, 10)
 			payload = append(payload, `,"status":`...)
-			payload = strconv.AppendInt(payload, int64(i%3), 10)
+			payload = strconv.AppendInt(payload, int64(status), 10)
 			payload = append(payload, `,"output":"bench output `...)
 			payload = strconv.AppendInt(payload, int64(i), 10)
 			payload = append(payload, `","executed":`...)

@@ -129,12 +129,20 @@ func TestBenchAgentsAgainstNode(t *testing.T) {
 }
 
 func TestBenchTargetRotation(t *testing.T) {
-	// Every agent gets every one of its checks equally often, whatever the counts.
-	for _, tc := range []struct{ agents, checks int }{{1000, 20}, {7, 3}, {10, 10}, {3, 1}} {
+	// Every agent gets every one of its checks equally often, and each check's status
+	// changes with every result, whatever the counts.
+	for _, tc := range []struct{ agents, checks int }{{1000, 20}, {1000, 15}, {7, 3}, {10, 10}, {3, 1}, {1000, 1}} {
 		seen := map[[2]int]int{}
+		last := map[[2]int]int{}
 		for i := 0; i < tc.agents*tc.checks*5; i++ {
-			a, c := benchTarget(i, tc.agents, tc.checks)
-			seen[[2]int{a, c}]++
+			a, c, st := benchTarget(i, tc.agents, tc.checks)
+			p := [2]int{a, c}
+			// Each result of a check has another status than the one before.
+			if n := seen[p]; n > 0 && st != (last[p]+1)%3 {
+				t.Errorf("%d agents × %d checks: pair %v went from status %d to %d", tc.agents, tc.checks, p, last[p], st)
+			}
+			seen[p]++
+			last[p] = st
 		}
 		if len(seen) != tc.agents*tc.checks {
 			t.Errorf("%d agents × %d checks: %d pairs reported, want all", tc.agents, tc.checks, len(seen))
