@@ -656,3 +656,50 @@ func TestEventStoredPlainByAnOlderBuild(t *testing.T) {
 		t.Fatalf("the rewritten event is not compressed: %v %v", raw, err)
 	}
 }
+
+// A result whose event was rewritten behind this server's cache (another server, a
+// monitor): the grouped write's condition fails, the stored event is read back, and the
+// result's state builds on it rather than on the cache. The other writer's result, if
+// its agent resends it here, is known as stored.
+func TestEventWrittenElsewhereIsBuiltOn(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a real etcd member")
+	}
+	n := nodetest.Start(t)
+	ctx := context.Background()
+	a := mustDialAgent(t, n, "elsewhere1", "default", "agent", nodetest.AgentPassword, []string{"linux"}, true)
+	a.next(agentgw.TypeEntityConfig, 5*time.Second)
+	send := func(id string) {
+		t.Helper()
+		a.send(agentgw.TypeEvent, result("elsewhere1", "disk", 2, id))
+		if ack := a.next(agentgw.TypeAck, 5*time.Second); !strings.Contains(ack, id) {
+			t.Fatalf("ack for %s: %s", id, ack)
+		}
+	}
+	send("mine-1")
+	// Another writer stores a later state: four failing results in all.
+	other := `{"metadata":{"namespace":"default"},"timestamp":1796538300,"id":"other-4",` +
+		`"entity":{"metadata":{"name":"elsewhere1","namespace":"default"},"entity_class":"agent"},` +
+		`"check":{"metadata":{"name":"disk","namespace":"default"},"status":2,"state":"failing","occurrences":4,"occurrences_watermark":4,` +
+		`"history":[{"status":2,"executed":1796538270},{"status":2,"executed":1796538280},{"status":2,"executed":1796538290},{"status":2,"executed":1796538300}]}}`
+	if _, err := n.Store().Put(ctx, "/picket/events/default/elsewhere1/disk", []byte(other)); err != nil {
+		t.Fatal(err)
+	}
+	send("mine-2")
+	var ev events.Event
+	if st := apiGet(t, n, "/api/core/v2/namespaces/default/events/elsewhere1/disk", &ev); st != 200 {
+		t.Fatalf("event: %d", st)
+	}
+	if ev.ID != "mine-2" || ev.Check.Occurrences != 5 || len(ev.Check.History) != 5 {
+		t.Fatalf("stored: id %s, occurrences %d, %d results; want mine-2 built on the other writer's event: 5 and 5",
+			ev.ID, ev.Check.Occurrences, len(ev.Check.History))
+	}
+	// That other writer's result, resent to this server, is known as stored.
+	a.send(agentgw.TypeEvent, result("elsewhere1", "disk", 2, "other-4"))
+	if ack := a.next(agentgw.TypeAck, 5*time.Second); !strings.Contains(ack, "other-4") {
+		t.Fatalf("ack for other-4: %s", ack)
+	}
+	if st := apiGet(t, n, "/api/core/v2/namespaces/default/events/elsewhere1/disk", &ev); st != 200 || ev.ID != "mine-2" || len(ev.Check.History) != 5 {
+		t.Fatalf("after the resend: id %s, %d results; want mine-2 and 5", ev.ID, len(ev.Check.History))
+	}
+}

@@ -39,8 +39,9 @@ type stateEntry struct {
 	hasState bool
 	id       string
 	rev      int64
-	// recent holds the IDs of the last results committed through this server, so a
-	// result an agent resends (its ack was lost) is acknowledged, not stored twice.
+	// recent holds the IDs of the last 16 events stored at this key that this server
+	// wrote or read, so a result an agent resends (its ack was lost) is acknowledged, not
+	// stored twice.
 	recent [16]string
 	next   int
 	// idSum and recentSum are short hashes of id and recent, compared first: the
@@ -154,23 +155,22 @@ func (n *Node) writeEvent(ctx context.Context, ev *events.Event, now time.Time, 
 	return false, fmt.Errorf("store event %s: %w", key, etcdx.ErrConflict)
 }
 
-// committed records ev as written by this server at mod revision rev: stored, and its ID
-// among the recent ones.
-func (e *stateEntry) committed(ev *events.Event, rev int64) {
-	e.setStored(ev, rev)
-	if ev.ID != "" {
+// committed records ev as written by this server at mod revision rev.
+func (e *stateEntry) committed(ev *events.Event, rev int64) { e.setStored(ev, rev) }
+
+// setStored records ev (nil: none) as the event stored at mod revision rev, whoever
+// wrote it. It keeps what the next result's state needs and ev's ID, so the cache's
+// memory does not grow with check output and entity size, and adds the ID to the recent
+// ones: a result stored by another server (read after a failover, or when a write's
+// condition failed) is then known too when its agent resends it here. The history is
+// shared, never changed: each new event gets a fresh one (events.UpdateState).
+func (e *stateEntry) setStored(ev *events.Event, rev int64) {
+	e.state, e.hasState = events.StateOf(ev)
+	if ev != nil && ev.ID != "" && !e.seen(ev.ID) {
 		i := e.next % len(e.recent)
 		e.recent[i], e.recentSum[i] = ev.ID, idHash(ev.ID)
 		e.next++
 	}
-}
-
-// setStored records ev (nil: none) as the event stored at mod revision rev. It keeps
-// what the next result's state needs and ev's ID, so the cache's memory does not grow
-// with check output and entity size. The history is shared, never changed: each new
-// event gets a fresh one (events.UpdateState).
-func (e *stateEntry) setStored(ev *events.Event, rev int64) {
-	e.state, e.hasState = events.StateOf(ev)
 	e.id, e.idSum, e.rev = "", 0, rev
 	if ev != nil {
 		e.id, e.idSum = ev.ID, idHash(ev.ID)

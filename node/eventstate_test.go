@@ -7,8 +7,9 @@ import (
 	"github.com/picketmon/picket/events"
 )
 
-// TestStateEntrySeen: an entry recognises the stored event's ID and the last 16 it
-// committed, and nothing else, after its stored event changed and its recent IDs wrapped.
+// TestStateEntrySeen: an entry recognises the stored event's ID and the last 16 stored
+// (read or committed), and nothing else, after its stored event changed and its recent
+// IDs wrapped.
 func TestStateEntrySeen(t *testing.T) {
 	e := &stateEntry{}
 	stored := func(id string) *events.Event {
@@ -18,8 +19,14 @@ func TestStateEntrySeen(t *testing.T) {
 	if !e.seen("from-etcd") || e.seen("other") || e.seen("") {
 		t.Fatal("stored ID: seen wrong")
 	}
+	// Read again (a failed condition returns the same event): one place in recent.
+	e.setStored(stored("from-etcd"), 7)
+	e.committed(stored("r-first"), 8)
+	if !e.seen("from-etcd") || e.next != 2 {
+		t.Fatalf("an ID read, then replaced by a commit, must stay known once: seen %v, %d recent", e.seen("from-etcd"), e.next)
+	}
 	for i := 0; i < 20; i++ {
-		e.committed(stored(fmt.Sprintf("r%d", i)), int64(8+i))
+		e.committed(stored(fmt.Sprintf("r%d", i)), int64(9+i))
 	}
 	if e.seen("from-etcd") {
 		t.Error("the ID stored before is still seen after it was replaced")
