@@ -595,8 +595,7 @@ func benchEvents(ctx context.Context, agents []*benchAgent, c benchConfig, sent,
 	t := time.NewTicker(step)
 	defer t.Stop()
 	start := time.Now()
-	var done int64
-	i := 0
+	var done int64 // results due so far, sent or skipped
 	// The interval each result declares: the period its check reports at, in whole
 	// seconds as Sensu's are.
 	interval := max(1, int64(checkPeriod(c).Round(time.Second)/time.Second))
@@ -608,9 +607,8 @@ func benchEvents(ctx context.Context, agents []*benchAgent, c benchConfig, sent,
 		}
 		due := int64(c.eventRate * time.Since(start).Seconds())
 		for ; done < due; done++ {
-			ai, check, status := benchTarget(i, len(live), c.checksPerAgent)
+			ai, check, status := benchTarget(int(done), len(live), c.checksPerAgent)
 			a := live[ai]
-			i++
 			if a.gone.Load() {
 				continue // a real agent without its connection sends nothing either
 			}
@@ -632,7 +630,7 @@ func benchEvents(ctx context.Context, agents []*benchAgent, c benchConfig, sent,
 			payload = append(payload, `,"status":`...)
 			payload = strconv.AppendInt(payload, int64(status), 10)
 			payload = append(payload, `,"output":"bench output `...)
-			payload = strconv.AppendInt(payload, int64(i), 10)
+			payload = strconv.AppendInt(payload, done+1, 10)
 			payload = append(payload, `","executed":`...)
 			payload = strconv.AppendInt(payload, time.Now().Unix(), 10)
 			payload = append(payload, `,"handlers":`...)
