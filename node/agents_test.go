@@ -702,4 +702,25 @@ func TestEventWrittenElsewhereIsBuiltOn(t *testing.T) {
 	if st := apiGet(t, n, "/api/core/v2/namespaces/default/events/elsewhere1/disk", &ev); st != 200 || ev.ID != "mine-2" || len(ev.Check.History) != 5 {
 		t.Fatalf("after the resend: id %s, %d results; want mine-2 and 5", ev.ID, len(ev.Check.History))
 	}
+	// An older result of the other writer, whose ID this server never saw, resent after
+	// a failover: its second and status are in the stored history, so it is known too.
+	older := result("elsewhere1", "disk", 2, "other-2")
+	older.Check.Executed = 1796538280
+	a.send(agentgw.TypeEvent, older)
+	if ack := a.next(agentgw.TypeAck, 5*time.Second); !strings.Contains(ack, "other-2") {
+		t.Fatalf("ack for other-2: %s", ack)
+	}
+	if st := apiGet(t, n, "/api/core/v2/namespaces/default/events/elsewhere1/disk", &ev); st != 200 || ev.ID != "mine-2" || len(ev.Check.History) != 5 {
+		t.Fatalf("after the older resend: id %s, %d results; want mine-2 and 5", ev.ID, len(ev.Check.History))
+	}
+	// A late result that the history does not hold (another second) is stored.
+	late := result("elsewhere1", "disk", 1, "late-1")
+	late.Check.Executed = 1796538285
+	a.send(agentgw.TypeEvent, late)
+	if ack := a.next(agentgw.TypeAck, 5*time.Second); !strings.Contains(ack, "late-1") {
+		t.Fatalf("ack for late-1: %s", ack)
+	}
+	if st := apiGet(t, n, "/api/core/v2/namespaces/default/events/elsewhere1/disk", &ev); st != 200 || ev.ID != "late-1" || len(ev.Check.History) != 6 {
+		t.Fatalf("after a late result: id %s, %d results; want late-1 stored, 6", ev.ID, len(ev.Check.History))
+	}
 }

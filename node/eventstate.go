@@ -70,6 +70,33 @@ func (e *stateEntry) seen(id string) bool {
 	return false
 }
 
+// storedEarlier reports whether ev, whose ID is not among the known ones, is a result
+// the stored history already holds: executed before the newest stored result, at the
+// same second and with the same status as one of the history's. That is what an agent
+// resends after a failover when another server stored the result but its ack was lost:
+// storing it again would put an old result over newer ones and count it twice. A result
+// older than the whole history (21 results) is not recognised and is stored. Proxy
+// checks are left out: several agents may run one at the same second, on clocks apart.
+func (e *stateEntry) storedEarlier(ev *events.Event) bool {
+	c := ev.Check
+	if ev.ID == "" || !e.hasState || c.Executed == 0 || c.ProxyEntityName != "" {
+		return false
+	}
+	var newest int64
+	for _, h := range e.state.History {
+		newest = max(newest, h.Executed)
+	}
+	if c.Executed >= newest {
+		return false
+	}
+	for _, h := range e.state.History {
+		if h.Executed == c.Executed && h.Status == c.Status {
+			return true
+		}
+	}
+	return false
+}
+
 func newStateCache(max int) *stateCache {
 	return &stateCache{max: max, m: map[string]*list.Element{}, lru: list.New()}
 }
@@ -116,7 +143,7 @@ func (n *Node) writeEvent(ctx context.Context, ev *events.Event, now time.Time, 
 		e.setStored(prev, rev)
 		e.loaded = true
 	}
-	if e.seen(ev.ID) {
+	if e.seen(ev.ID) || e.storedEarlier(ev) {
 		return false, nil
 	}
 	for attempt := 0; attempt < 8; attempt++ {
@@ -148,7 +175,7 @@ func (n *Node) writeEvent(ctx context.Context, ev *events.Event, now time.Time, 
 			}
 		}
 		e.setStored(prev, res.Current.ModRevision)
-		if e.seen(ev.ID) {
+		if e.seen(ev.ID) || e.storedEarlier(ev) {
 			return false, nil // what was written meanwhile is this very result, resent
 		}
 	}
