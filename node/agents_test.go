@@ -10,11 +10,13 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/coder/websocket"
+	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/picketmon/picket/agentgw"
 	"github.com/picketmon/picket/events"
@@ -722,5 +724,133 @@ func TestEventWrittenElsewhereIsBuiltOn(t *testing.T) {
 	}
 	if st := apiGet(t, n, "/api/core/v2/namespaces/default/events/elsewhere1/disk", &ev); st != 200 || ev.ID != "late-1" || len(ev.Check.History) != 6 {
 		t.Fatalf("after a late result: id %s, %d results; want late-1 stored, 6", ev.ID, len(ev.Check.History))
+	}
+}
+
+// metricValue reads one unlabelled metric from the node's /metrics.
+func metricValue(t *testing.T, n *nodetest.Node, name string) float64 {
+	t.Helper()
+	resp, err := http.Get(n.URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, name+" "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				t.Fatalf("%s: %v", line, err)
+			}
+			return f
+		}
+	}
+	t.Fatalf("/metrics lacks %s", name)
+	return 0
+}
+
+// TestStateReadOncePerEntity: an agent's first results on a server that has no state
+// for it cost one read of all its entity's events, not one per check, and build on what
+// was stored; a check stored behind that read (by another writer) is noticed by the
+// write's condition and built on too.
+func TestStateReadOncePerEntity(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a real etcd member")
+	}
+	n := nodetest.Start(t)
+	ctx := context.Background()
+	store := func(check string, occurrences int) {
+		t.Helper()
+		hist := make([]string, occurrences)
+		for i := range hist {
+			hist[i] = fmt.Sprintf(`{"status":2,"executed":%d}`, 1796538200+10*i)
+		}
+		val := fmt.Sprintf(`{"metadata":{"namespace":"default"},"timestamp":%d,"id":"before-%s",`+
+			`"entity":{"metadata":{"name":"scan1","namespace":"default"},"entity_class":"agent"},`+
+			`"check":{"metadata":{"name":%q,"namespace":"default"},"status":2,"state":"failing",`+
+			`"occurrences":%d,"occurrences_watermark":%d,"history":[%s]}}`,
+			1796538200+10*(occurrences-1), check, check, occurrences, occurrences, strings.Join(hist, ","))
+		if _, err := n.Store().Put(ctx, "/picket/events/default/scan1/"+check, []byte(val)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, c := range []string{"a", "b", "c"} {
+		store(c, 3)
+	}
+	entity0 := metricValue(t, n, "picket_event_state_entity_reads_total")
+	key0 := metricValue(t, n, "picket_event_state_key_reads_total")
+	a := mustDialAgent(t, n, "scan1", "default", "agent", nodetest.AgentPassword, []string{"linux"}, true)
+	a.next(agentgw.TypeEntityConfig, 5*time.Second)
+	send := func(check string) {
+		t.Helper()
+		a.send(agentgw.TypeEvent, result("scan1", check, 2, "new-"+check))
+		if ack := a.next(agentgw.TypeAck, 5*time.Second); !strings.Contains(ack, "new-"+check) {
+			t.Fatalf("ack for %s: %s", check, ack)
+		}
+	}
+	check := func(name string, occurrences int) {
+		t.Helper()
+		var ev events.Event
+		if st := apiGet(t, n, "/api/core/v2/namespaces/default/events/scan1/"+name, &ev); st != 200 {
+			t.Fatalf("event %s: %d", name, st)
+		}
+		if ev.ID != "new-"+name || ev.Check.Occurrences != int64(occurrences) || len(ev.Check.History) != occurrences {
+			t.Errorf("%s: id %s, occurrences %d, %d results; want new-%s, %d and %d",
+				name, ev.ID, ev.Check.Occurrences, len(ev.Check.History), name, occurrences, occurrences)
+		}
+	}
+	for _, c := range []string{"a", "b", "c", "d"} {
+		send(c)
+	}
+	for _, c := range []string{"a", "b", "c"} {
+		check(c, 4)
+	}
+	check("d", 1)
+	entity1 := metricValue(t, n, "picket_event_state_entity_reads_total")
+	key1 := metricValue(t, n, "picket_event_state_key_reads_total")
+	if entity1-entity0 != 1 || key1 != key0 {
+		t.Errorf("reads for four checks of one entity: %v of the entity, %v of single keys; want 1 and 0", entity1-entity0, key1-key0)
+	}
+	// Another writer stores a check this server took for absent when it read the entity.
+	store("e", 4)
+	send("e")
+	check("e", 5)
+	if got := metricValue(t, n, "picket_event_state_entity_reads_total"); got != entity1 {
+		t.Errorf("entity reads went from %v to %v; the write's condition alone must catch the stored event", entity1, got)
+	}
+
+	// An entity with more events than one read takes: a check beyond the first 256 is
+	// read on its own, one among them was filled by the entity's read, and the entity is
+	// read again on its next miss.
+	cli := n.Store().Client()
+	for i := 0; i < 300; i += 100 {
+		var ops []clientv3.Op
+		for j := i; j < i+100; j++ {
+			val := fmt.Sprintf(`{"metadata":{"namespace":"default"},"timestamp":1796538200,"id":"before-%d",`+
+				`"entity":{"metadata":{"name":"scan2","namespace":"default"},"entity_class":"agent"},`+
+				`"check":{"metadata":{"name":"c%03d","namespace":"default"},"status":2,"occurrences":1,`+
+				`"history":[{"status":2,"executed":1796538200}]}}`, j, j)
+			ops = append(ops, clientv3.OpPut(fmt.Sprintf("/picket/events/default/scan2/c%03d", j), val))
+		}
+		if _, err := cli.Txn(ctx).Then(ops...).Commit(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b := mustDialAgent(t, n, "scan2", "default", "agent", nodetest.AgentPassword, []string{"linux"}, true)
+	b.next(agentgw.TypeEntityConfig, 5*time.Second)
+	for _, c := range []string{"c299", "c000", "c298"} {
+		b.send(agentgw.TypeEvent, result("scan2", c, 2, "new-"+c))
+		if ack := b.next(agentgw.TypeAck, 5*time.Second); !strings.Contains(ack, "new-"+c) {
+			t.Fatalf("ack for %s: %s", c, ack)
+		}
+		var ev events.Event
+		if st := apiGet(t, n, "/api/core/v2/namespaces/default/events/scan2/"+c, &ev); st != 200 || ev.Check.Occurrences != 2 {
+			t.Errorf("scan2/%s: %d, occurrences %d; want 2", c, st, ev.Check.Occurrences)
+		}
+	}
+	entity2 := metricValue(t, n, "picket_event_state_entity_reads_total")
+	key2 := metricValue(t, n, "picket_event_state_key_reads_total")
+	if entity2-entity1 != 2 || key2-key1 != 2 {
+		t.Errorf("reads for c299, c000, c298 of a 300-check entity: %v of the entity, %v of single keys; want 2 and 2", entity2-entity1, key2-key1)
 	}
 }

@@ -7,7 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"hash/maphash"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/picketmon/picket/etcdx"
@@ -25,7 +27,23 @@ type stateCache struct {
 	max int
 	m   map[string]*list.Element
 	lru *list.List
+	// scanned holds the entities (their event key prefix) whose stored events were read
+	// all at once into entries: a key of theirs without a loaded entry was not stored
+	// then. An agent's first results after it connects (to a new server, after a
+	// restart or a failover) then cost one read for the entity, not one per check.
+	scanned map[string]struct{}
+	// entityReads and keyReads count the reads of misses: of an entity's events at once,
+	// and of one key (of an entity with more than maxScan events, or after a read of its
+	// entity failed to find it among the first maxScan).
+	entityReads, keyReads atomic.Int64
 }
+
+// maxScan bounds the events read at once for one entity; an entity with more reads
+// the rest one key at a time.
+const maxScan = 256
+
+// entityPrefix is the prefix of the event keys of key's entity, ending in "/".
+func entityPrefix(key string) string { return key[:strings.LastIndexByte(key, '/')+1] }
 
 type stateEntry struct {
 	key string
@@ -98,7 +116,7 @@ func (e *stateEntry) storedEarlier(ev *events.Event) bool {
 }
 
 func newStateCache(max int) *stateCache {
-	return &stateCache{max: max, m: map[string]*list.Element{}, lru: list.New()}
+	return &stateCache{max: max, m: map[string]*list.Element{}, lru: list.New(), scanned: map[string]struct{}{}}
 }
 
 func (c *stateCache) entry(key string) *stateEntry {
@@ -114,8 +132,88 @@ func (c *stateCache) entry(key string) *stateEntry {
 		old := c.lru.Back()
 		c.lru.Remove(old)
 		delete(c.m, old.Value.(*stateEntry).key)
+		delete(c.scanned, entityPrefix(old.Value.(*stateEntry).key))
 	}
 	return e
+}
+
+// load reads e's stored event (the caller holds e.mu). The first miss of an entity reads
+// all its stored events (up to maxScan) and fills the entries of the others too, unless
+// they are busy; later misses of that entity need no read. Every write compares the mod
+// revision it read, so an event stored by someone else meanwhile is noticed, not lost.
+func (c *stateCache) load(ctx context.Context, store *etcdx.Store, e *stateEntry) error {
+	prefix := entityPrefix(e.key)
+	c.mu.Lock()
+	_, scanned := c.scanned[prefix]
+	c.mu.Unlock()
+	if scanned {
+		e.setStored(nil, 0)
+		e.loaded = true
+		return nil
+	}
+	c.entityReads.Add(1)
+	kvs, more, err := store.List(ctx, prefix, maxScan, "")
+	if err != nil {
+		return err
+	}
+	found := false
+	for _, kv := range kvs {
+		if kv.Key == e.key {
+			prev, err := decodeStored(kv)
+			if err != nil {
+				return err
+			}
+			e.setStored(prev, kv.ModRevision)
+			found = true
+			continue
+		}
+		o := c.entry(kv.Key)
+		if !o.mu.TryLock() {
+			continue // its own writer is loading or writing it
+		}
+		if !o.loaded {
+			if prev, err := decodeStored(kv); err == nil {
+				o.setStored(prev, kv.ModRevision)
+				o.loaded = true
+			}
+		}
+		o.mu.Unlock()
+	}
+	if !found {
+		if more != "" {
+			c.keyReads.Add(1)
+			prev, rev, err := etcdx.GetJSON[*events.Event](ctx, store, e.key)
+			if err != nil && !errors.Is(err, etcdx.ErrNotFound) {
+				return err
+			}
+			e.setStored(prev, rev)
+		} else {
+			e.setStored(nil, 0)
+		}
+	}
+	e.loaded = true
+	if more == "" {
+		c.mu.Lock()
+		c.scanned[prefix] = struct{}{}
+		c.mu.Unlock()
+	}
+	return nil
+}
+
+// unload makes e be read again on its next use: after a write whose outcome is unknown.
+func (c *stateCache) unload(e *stateEntry) {
+	e.loaded = false
+	c.mu.Lock()
+	delete(c.scanned, entityPrefix(e.key))
+	c.mu.Unlock()
+}
+
+func decodeStored(kv etcdx.KV) (*events.Event, error) {
+	ev := &events.Event{}
+	if err := json.Unmarshal(kv.Value, ev); err != nil {
+		return nil, fmt.Errorf("stored event %s: %w", kv.Key, err)
+	}
+	return ev, nil
 }
 
 func (c *stateCache) len() int {
@@ -136,12 +234,9 @@ func (n *Node) writeEvent(ctx context.Context, ev *events.Event, now time.Time, 
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if !e.loaded {
-		prev, rev, err := etcdx.GetJSON[*events.Event](ctx, n.store, key)
-		if err != nil && !errors.Is(err, etcdx.ErrNotFound) {
+		if err := n.states.load(ctx, n.store, e); err != nil {
 			return false, err
 		}
-		e.setStored(prev, rev)
-		e.loaded = true
 	}
 	if e.seen(ev.ID) || e.storedEarlier(ev) {
 		return false, nil
@@ -158,7 +253,7 @@ func (n *Node) writeEvent(ctx context.Context, ev *events.Event, now time.Time, 
 		}
 		res, err := n.batch.Put(ctx, etcdx.CondPut{Key: key, Value: val, ModRev: e.rev, Extra: extra})
 		if err != nil {
-			e.loaded = false // the outcome is unknown: read through next time
+			n.states.unload(e) // the outcome is unknown: read through next time
 			return false, err
 		}
 		if res.Written {
@@ -168,10 +263,9 @@ func (n *Node) writeEvent(ctx context.Context, ev *events.Event, now time.Time, 
 		// Someone else wrote the event since we read it: take theirs and recompute.
 		var prev *events.Event
 		if res.Current.ModRevision != 0 {
-			prev = &events.Event{}
-			if err := json.Unmarshal(res.Current.Value, prev); err != nil {
-				e.loaded = false
-				return false, fmt.Errorf("stored event %s: %w", key, err)
+			if prev, err = decodeStored(res.Current); err != nil {
+				n.states.unload(e)
+				return false, err
 			}
 		}
 		e.setStored(prev, res.Current.ModRevision)

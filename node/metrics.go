@@ -30,6 +30,8 @@ func (n *Node) registerGatewayMetrics(commitSeconds prometheus.Histogram) {
 		counter("picket_event_commits_total", "Grouped etcd transactions of event writes.", func() float64 { return float64(n.batch.Stats().Commits) }),
 		counter("picket_event_writes_total", "Event writes committed through grouped transactions.", func() float64 { return float64(n.batch.Stats().Writes) }),
 		gauge("picket_event_state_cache_entries", "Entity/check states kept in memory.", func() float64 { return float64(n.states.len()) }),
+		counter("picket_event_state_entity_reads_total", "Reads from etcd of all of an entity's events at once, on the first result of the entity this server has no state for.", func() float64 { return float64(n.states.entityReads.Load()) }),
+		counter("picket_event_state_key_reads_total", "Reads from etcd of one entity/check's event, for an entity with more events than one read takes (256).", func() float64 { return float64(n.states.keyReads.Load()) }),
 		commitSeconds,
 	)
 }
