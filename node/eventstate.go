@@ -27,15 +27,40 @@ type stateCache struct {
 	max int
 	m   map[string]*list.Element
 	lru *list.List
-	// scanned holds the entities (their event key prefix) whose stored events were read
-	// all at once into entries: a key of theirs without a loaded entry was not stored
-	// then. An agent's first results after it connects (to a new server, after a
-	// restart or a failover) then cost one read for the entity, not one per check.
-	scanned map[string]struct{}
+	// entities holds what a read of all an entity's events (keyed by their prefix) told:
+	// entityRead, a key of its without a loaded entry was not stored then; entityLarge,
+	// it has more than maxScan events and its keys are read one at a time. An agent's
+	// first results on a server with no state for it (after a restart or a failover)
+	// then cost one read for the entity, not one per check.
+	entities map[string]entityState
+	// reading holds the entity reads in flight: a miss of the same entity meanwhile
+	// waits for that read and takes its key from it.
+	reading map[string]*entityRead
 	// entityReads and keyReads count the reads of misses: of an entity's events at once,
-	// and of one key (of an entity with more than maxScan events, or after a read of its
-	// entity failed to find it among the first maxScan).
-	entityReads, keyReads atomic.Int64
+	// and of one key (of an entity with more than maxScan events). conflicts counts the
+	// writes whose condition failed because another writer had stored the event since.
+	entityReads, keyReads, conflicts atomic.Int64
+}
+
+type entityState uint8
+
+const (
+	entityUnknown entityState = iota
+	entityWasRead
+	entityLarge
+)
+
+// entityRead is one read of an entity's events, shared by the misses that wait for it.
+type entityRead struct {
+	done chan struct{}
+	kvs  map[string]etcdx.KV
+	// complete is true when kvs holds all the entity's events; else last is the greatest
+	// key read (keys up to it that kvs lacks were not stored).
+	complete bool
+	last     string
+	err      error
+	// waiters are the keys whose writers wait for this read (guarded by stateCache.mu).
+	waiters map[string]bool
 }
 
 // maxScan bounds the events read at once for one entity; an entity with more reads
@@ -88,35 +113,9 @@ func (e *stateEntry) seen(id string) bool {
 	return false
 }
 
-// storedEarlier reports whether ev, whose ID is not among the known ones, is a result
-// the stored history already holds: executed before the newest stored result, at the
-// same second and with the same status as one of the history's. That is what an agent
-// resends after a failover when another server stored the result but its ack was lost:
-// storing it again would put an old result over newer ones and count it twice. A result
-// older than the whole history (21 results) is not recognised and is stored. Proxy
-// checks are left out: several agents may run one at the same second, on clocks apart.
-func (e *stateEntry) storedEarlier(ev *events.Event) bool {
-	c := ev.Check
-	if ev.ID == "" || !e.hasState || c.Executed == 0 || c.ProxyEntityName != "" {
-		return false
-	}
-	var newest int64
-	for _, h := range e.state.History {
-		newest = max(newest, h.Executed)
-	}
-	if c.Executed >= newest {
-		return false
-	}
-	for _, h := range e.state.History {
-		if h.Executed == c.Executed && h.Status == c.Status {
-			return true
-		}
-	}
-	return false
-}
-
 func newStateCache(max int) *stateCache {
-	return &stateCache{max: max, m: map[string]*list.Element{}, lru: list.New(), scanned: map[string]struct{}{}}
+	return &stateCache{max: max, m: map[string]*list.Element{}, lru: list.New(),
+		entities: map[string]entityState{}, reading: map[string]*entityRead{}}
 }
 
 func (c *stateCache) entry(key string) *stateEntry {
@@ -132,71 +131,137 @@ func (c *stateCache) entry(key string) *stateEntry {
 		old := c.lru.Back()
 		c.lru.Remove(old)
 		delete(c.m, old.Value.(*stateEntry).key)
-		delete(c.scanned, entityPrefix(old.Value.(*stateEntry).key))
+		delete(c.entities, entityPrefix(old.Value.(*stateEntry).key))
 	}
 	return e
 }
 
 // load reads e's stored event (the caller holds e.mu). The first miss of an entity reads
-// all its stored events (up to maxScan) and fills the entries of the others too, unless
-// they are busy; later misses of that entity need no read. Every write compares the mod
-// revision it read, so an event stored by someone else meanwhile is noticed, not lost.
+// all its stored events (up to maxScan) and fills the entries of the others that are not
+// busy; misses of that entity while the read is in flight wait for it and take their key
+// from it; later misses need no read. Every write compares the mod revision it read, so
+// an event stored by someone else meanwhile is noticed, not lost.
 func (c *stateCache) load(ctx context.Context, store *etcdx.Store, e *stateEntry) error {
 	prefix := entityPrefix(e.key)
-	c.mu.Lock()
-	_, scanned := c.scanned[prefix]
-	c.mu.Unlock()
-	if scanned {
-		e.setStored(nil, 0)
-		e.loaded = true
-		return nil
-	}
-	c.entityReads.Add(1)
-	kvs, more, err := store.List(ctx, prefix, maxScan, "")
-	if err != nil {
-		return err
-	}
-	found := false
-	for _, kv := range kvs {
-		if kv.Key == e.key {
+	for {
+		c.mu.Lock()
+		state := c.entities[prefix]
+		r, wait := c.reading[prefix]
+		switch {
+		case state == entityWasRead:
+			c.mu.Unlock()
+			e.setStored(nil, 0)
+			e.loaded = true
+			return nil
+		case state == entityLarge:
+			c.mu.Unlock()
+			return c.loadKey(ctx, store, e)
+		case wait:
+			r.waiters[e.key] = true
+		default:
+			r = &entityRead{done: make(chan struct{}), waiters: map[string]bool{}}
+			c.reading[prefix] = r
+		}
+		c.mu.Unlock()
+		if !wait {
+			c.readEntity(ctx, store, prefix, e.key, r)
+		} else {
+			select {
+			case <-r.done:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		if r.err != nil {
+			if wait {
+				continue // the reader's context ended: read for ourselves
+			}
+			return r.err
+		}
+		kv, ok := r.kvs[e.key]
+		switch {
+		case ok:
 			prev, err := decodeStored(kv)
 			if err != nil {
 				return err
 			}
 			e.setStored(prev, kv.ModRevision)
-			found = true
-			continue
-		}
-		o := c.entry(kv.Key)
-		if !o.mu.TryLock() {
-			continue // its own writer is loading or writing it
-		}
-		if !o.loaded {
-			if prev, err := decodeStored(kv); err == nil {
-				o.setStored(prev, kv.ModRevision)
-				o.loaded = true
-			}
-		}
-		o.mu.Unlock()
-	}
-	if !found {
-		if more != "" {
-			c.keyReads.Add(1)
-			prev, rev, err := etcdx.GetJSON[*events.Event](ctx, store, e.key)
-			if err != nil && !errors.Is(err, etcdx.ErrNotFound) {
-				return err
-			}
-			e.setStored(prev, rev)
-		} else {
+		case r.complete || e.key < r.last:
 			e.setStored(nil, 0)
+		default:
+			return c.loadKey(ctx, store, e)
+		}
+		e.loaded = true
+		return nil
+	}
+}
+
+// readEntity reads the events of the entity at prefix into r for the writer of key and
+// the waiters, fills the entries of the others that are not busy, and records what the
+// read told about the entity.
+func (c *stateCache) readEntity(ctx context.Context, store *etcdx.Store, prefix, key string, r *entityRead) {
+	c.entityReads.Add(1)
+	kvs, more, err := store.List(ctx, prefix, maxScan, "")
+	var busy []string
+	if err == nil {
+		r.kvs = make(map[string]etcdx.KV, len(kvs))
+		for _, kv := range kvs {
+			r.kvs[kv.Key] = kv
+			if kv.Key == key {
+				continue
+			}
+			o := c.entry(kv.Key)
+			if !o.mu.TryLock() {
+				busy = append(busy, kv.Key) // its writer is loading it, or writing
+				continue
+			}
+			if !o.loaded {
+				if prev, err := decodeStored(kv); err == nil {
+					o.setStored(prev, kv.ModRevision)
+					o.loaded = true
+				}
+			}
+			o.mu.Unlock()
+		}
+		r.complete = more == ""
+		if len(kvs) > 0 {
+			r.last = kvs[len(kvs)-1].Key
 		}
 	}
-	e.loaded = true
-	if more == "" {
-		c.mu.Lock()
-		c.scanned[prefix] = struct{}{}
-		c.mu.Unlock()
+	r.err = err
+	c.mu.Lock()
+	delete(c.reading, prefix)
+	switch {
+	case err != nil:
+	case !r.complete:
+		c.entities[prefix] = entityLarge
+	default:
+		// A busy key whose writer does not wait for this read may be about to take
+		// the entity for read and its key for absent: leave the entity unread then, so
+		// that writer reads for itself.
+		read := true
+		for _, k := range busy {
+			if !r.waiters[k] {
+				read = false
+			}
+		}
+		if read {
+			c.entities[prefix] = entityWasRead
+		}
 	}
+	c.mu.Unlock()
+	close(r.done)
+}
+
+// loadKey reads e's stored event alone.
+func (c *stateCache) loadKey(ctx context.Context, store *etcdx.Store, e *stateEntry) error {
+	c.keyReads.Add(1)
+	prev, rev, err := etcdx.GetJSON[*events.Event](ctx, store, e.key)
+	if err != nil && !errors.Is(err, etcdx.ErrNotFound) {
+		return err
+	}
+	e.setStored(prev, rev)
+	e.loaded = true
 	return nil
 }
 
@@ -204,7 +269,9 @@ func (c *stateCache) load(ctx context.Context, store *etcdx.Store, e *stateEntry
 func (c *stateCache) unload(e *stateEntry) {
 	e.loaded = false
 	c.mu.Lock()
-	delete(c.scanned, entityPrefix(e.key))
+	if c.entities[entityPrefix(e.key)] == entityWasRead {
+		delete(c.entities, entityPrefix(e.key))
+	}
 	c.mu.Unlock()
 }
 
@@ -238,7 +305,7 @@ func (n *Node) writeEvent(ctx context.Context, ev *events.Event, now time.Time, 
 			return false, err
 		}
 	}
-	if e.seen(ev.ID) || e.storedEarlier(ev) {
+	if e.seen(ev.ID) {
 		return false, nil
 	}
 	for attempt := 0; attempt < 8; attempt++ {
@@ -261,6 +328,7 @@ func (n *Node) writeEvent(ctx context.Context, ev *events.Event, now time.Time, 
 			return true, nil
 		}
 		// Someone else wrote the event since we read it: take theirs and recompute.
+		n.states.conflicts.Add(1)
 		var prev *events.Event
 		if res.Current.ModRevision != 0 {
 			if prev, err = decodeStored(res.Current); err != nil {
@@ -269,7 +337,7 @@ func (n *Node) writeEvent(ctx context.Context, ev *events.Event, now time.Time, 
 			}
 		}
 		e.setStored(prev, res.Current.ModRevision)
-		if e.seen(ev.ID) || e.storedEarlier(ev) {
+		if e.seen(ev.ID) {
 			return false, nil // what was written meanwhile is this very result, resent
 		}
 	}
