@@ -28,8 +28,9 @@ type stateCache struct {
 	m   map[string]*list.Element
 	lru *list.List
 	// entities holds what a read of all an entity's events (keyed by their prefix) told:
-	// entityRead, a key of its without a loaded entry was not stored then; entityLarge,
-	// it has more than maxScan events and its keys are read one at a time. An agent's
+	// entityWasRead, a key of its without a loaded entry was not stored then;
+	// entityLarge, it has more than maxScan events and its keys are read one at a time
+	// (entityUnknown, the zero value: not read yet). An agent's
 	// first results on a server with no state for it (after a restart or a failover)
 	// then cost one read for the entity, not one per check.
 	entities map[string]entityState
