@@ -325,7 +325,7 @@ func (n *Node) writeEvent(ctx context.Context, ev *events.Event, now time.Time, 
 			return false, err
 		}
 		if res.Written {
-			e.committed(ev, res.Rev)
+			e.setStored(ev, res.Rev)
 			return true, nil
 		}
 		// Someone else wrote the event since we read it: take theirs and recompute.
@@ -344,9 +344,6 @@ func (n *Node) writeEvent(ctx context.Context, ev *events.Event, now time.Time, 
 	}
 	return false, fmt.Errorf("store event %s: %w", key, etcdx.ErrConflict)
 }
-
-// committed records ev as written by this server at mod revision rev.
-func (e *stateEntry) committed(ev *events.Event, rev int64) { e.setStored(ev, rev) }
 
 // setStored records ev (nil: none) as the event stored at mod revision rev, whoever
 // wrote it. It keeps what the next result's state needs and ev's ID, so the cache's

@@ -21,12 +21,12 @@ func TestStateEntrySeen(t *testing.T) {
 	}
 	// Read again (a failed condition returns the same event): one place in recent.
 	e.setStored(stored("from-etcd"), 7)
-	e.committed(stored("r-first"), 8)
+	e.setStored(stored("r-first"), 8)
 	if !e.seen("from-etcd") || e.next != 2 {
 		t.Fatalf("an ID read, then replaced by a commit, must stay known once: seen %v, %d recent", e.seen("from-etcd"), e.next)
 	}
 	for i := 0; i < 20; i++ {
-		e.committed(stored(fmt.Sprintf("r%d", i)), int64(9+i))
+		e.setStored(stored(fmt.Sprintf("r%d", i)), int64(9+i))
 	}
 	if e.seen("from-etcd") {
 		t.Error("the ID stored before is still seen after it was replaced")
