@@ -51,7 +51,9 @@ func runList(ctx context.Context, env *Env, args []string) error {
 	fs := newFlagSet(env, "list", cliHelp{
 		usage: "picket list KIND [flags]",
 		description: "List the resources of a kind in a namespace (or all of them with -A) as a table\n" +
-			"that fits 80 columns (long cells are cut with …), or as JSON or YAML.\n\n" + kindsHelp(),
+			"that fits 80 columns (long cells are cut with …), or as JSON or YAML.\n\n" + kindsHelp() +
+			"\nAlso aggregates: the totals of the check aggregates (ok, warning, critical,\n" +
+			"unknown, stale), which Picket computes and are not stored resources.",
 		examples: []string{
 			"picket list checks",
 			"picket list entities -A",

@@ -35,6 +35,18 @@ type AggregateRecord struct {
 	// Retention is how many seconds the result stays without a newer one before the
 	// aggregate-pruner removes it.
 	Retention int64 `json:"retention"`
+	// Received is when the server stored the result, by its own clock: retention and
+	// staleness count from it, so an agent whose clock is off is neither pruned at once
+	// nor never stale. Records written before it existed count from Executed.
+	Received int64 `json:"received,omitempty"`
+}
+
+// since is the unix time the record's age counts from.
+func (r AggregateRecord) since() int64 {
+	if r.Received > 0 {
+		return r.Received
+	}
+	return r.Executed
 }
 
 // NewAggregateRecord builds the aggregate record of a stored event whose check names an
@@ -64,7 +76,7 @@ func NewAggregateRecord(ev *Event) AggregateRecord {
 
 // Expired reports whether the record has outlived its retention at now.
 func (r AggregateRecord) Expired(now time.Time) bool {
-	return now.Unix()-r.Executed > r.Retention
+	return now.Unix()-r.since() > r.Retention
 }
 
 // Stale reports whether the record is older than two intervals of its check: its entity
@@ -73,7 +85,7 @@ func (r AggregateRecord) Stale(now time.Time) bool {
 	if r.Interval <= 0 {
 		return false
 	}
-	return now.Unix()-r.Executed > 2*r.Interval
+	return now.Unix()-r.since() > 2*r.Interval
 }
 
 // parseRetention reads a retention: whole seconds or a Go duration, at least one second.

@@ -44,3 +44,21 @@ func TestAggregateRecordAndSummary(t *testing.T) {
 		t.Fatalf("results %+v", a.Results)
 	}
 }
+
+// TestAggregateAgeByServerClock: a result's age counts from when the server stored it,
+// not from the agent's check.executed, so a skewed agent clock neither prunes it at
+// once nor keeps it from going stale.
+func TestAggregateAgeByServerClock(t *testing.T) {
+	now := time.Unix(1_700_000_000, 0)
+	slow := AggregateRecord{Entity: "slow", Executed: now.Unix() - 300, Received: now.Unix() - 1, Interval: 10, Retention: 30}
+	if slow.Expired(now) || slow.Stale(now) {
+		t.Fatalf("a result stored a second ago by an agent 5 min slow counts as expired %v or stale %v", slow.Expired(now), slow.Stale(now))
+	}
+	fast := AggregateRecord{Entity: "fast", Executed: now.Unix() + 300, Received: now.Unix() - 25, Interval: 10, Retention: 30}
+	if !fast.Stale(now) || fast.Expired(now) {
+		t.Fatalf("a result stored 25 s ago by an agent 5 min fast: stale %v (want true), expired %v (want false)", fast.Stale(now), fast.Expired(now))
+	}
+	if old := (AggregateRecord{Executed: now.Unix() - 31, Retention: 30}); !old.Expired(now) {
+		t.Fatal("a record written before received existed must still age by executed")
+	}
+}

@@ -73,8 +73,8 @@ func parseWhen(raw json.RawMessage) (Windows, error) {
 // Synthesize would present it, read lazily: only the fields they touch are converted.
 //
 // An allow filter lets an event through only when every expression is true, a deny filter
-// removes it when any is true. With when windows, an allow filter removes every event
-// outside them and a deny filter every event inside them, as in Sensu. An error (an
+// removes it when any is true. With when windows, the expressions run only inside them;
+// outside, an allow filter removes every event and a deny filter none, as in Sensu. An error (an
 // expression that throws, or a filter that does not compile) is returned with
 // removed false: the event continues, and the caller logs the error with the filter's
 // name.
@@ -83,11 +83,10 @@ func (f *Filter) Removes(ev *Event, now time.Time) (removed bool, err error) {
 		return false, f.err
 	}
 	allow := f.Def.Action != FilterDeny
-	if f.Def.When != nil && len(f.windows) > 0 {
-		in := f.windows.Contains(now)
-		if allow && !in || !allow && in {
-			return true, nil
-		}
+	if f.Def.When != nil && len(f.windows) > 0 && !f.windows.Contains(now) {
+		// Outside its windows a filter does not apply: an allow filter removes the
+		// event, a deny filter lets it through (Sensu's evaluateEventFilter).
+		return allow, nil
 	}
 	if f.exprs == nil {
 		return false, nil

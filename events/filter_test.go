@@ -47,8 +47,16 @@ func TestFilterRemoves(t *testing.T) {
 			When: json.RawMessage(`{"days":{"monday":[{"begin":"9:00 AM","end":"5:00 PM"}]}}`)}, testEvent(1), monday10, false, false},
 		{"allow outside when", EventFilter{Action: "allow", Expressions: []string{"true"},
 			When: json.RawMessage(`{"days":{"monday":[{"begin":"9:00 AM","end":"5:00 PM"}]}}`)}, testEvent(1), monday10.Add(8 * time.Hour), true, false},
-		{"deny inside when", EventFilter{Action: "deny", Expressions: []string{"false"},
+		{"deny inside when, expression false", EventFilter{Action: "deny", Expressions: []string{"false"},
+			When: json.RawMessage(`{"days":{"all":[{"begin":"9:00 AM","end":"5:00 PM"}]}}`)}, testEvent(1), monday10, false, false},
+		{"deny inside when, expression true", EventFilter{Action: "deny", Expressions: []string{"true"},
 			When: json.RawMessage(`{"days":{"all":[{"begin":"9:00 AM","end":"5:00 PM"}]}}`)}, testEvent(1), monday10, true, false},
+		{"deny outside when, expression true", EventFilter{Action: "deny", Expressions: []string{"true"},
+			When: json.RawMessage(`{"days":{"all":[{"begin":"9:00 AM","end":"5:00 PM"}]}}`)}, testEvent(1), monday10.Add(-2 * time.Hour), false, false},
+		{"computed fields", EventFilter{Action: "allow", Expressions: []string{
+			"event.is_incident === true && event.has_check === true && event.has_metrics === false",
+			"event.is_resolution === false && event.is_silenced === false"}}, testEvent(2, 0), monday10, false, false},
+		{"is_resolution", EventFilter{Action: "allow", Expressions: []string{"event.is_resolution && !event.is_incident"}}, testEvent(0, 2), monday10, false, false},
 		{"deny outside when", EventFilter{Action: "deny", Expressions: []string{"false"},
 			When: json.RawMessage(`{"days":{"all":[{"begin":"9:00 AM","end":"5:00 PM"}]}}`)}, testEvent(1), monday10.Add(-2 * time.Hour), false, false},
 	}
@@ -198,5 +206,42 @@ func TestLazyViewMatchesSynthesize(t *testing.T) {
 	}
 	if got := v.String(); got != "0 4 true 3 added,later 1" {
 		t.Fatalf("the script's view after its writes: %q, want %q", got, "0 4 true 3 added,later 1")
+	}
+}
+
+// TestJSErrorPositions: a syntax error is reported at its place in the user's own text,
+// not in the text wrapped around it, and an expression or script that ends too soon is
+// told apart from a stray token.
+func TestJSErrorPositions(t *testing.T) {
+	exprs := []struct{ src, want string }{
+		{"event.check.status ==", "line 1, column 22: unexpected end: the expression ends too soon"},
+		{"event.check.status == 1 )", "line 1, column 25: Unexpected token )"},
+		{"(event.check.status", "line 1, column 20: unexpected end"},
+		{"event.check.status ==\n  == 2", "line 2, column 3: Unexpected token =="},
+		{"a b", "line 1, column 3: Unexpected identifier"},
+		{"event.check.status == 1 // a trailing comment", ""},
+	}
+	for _, c := range exprs {
+		_, err := CompileExpressions([]string{c.src})
+		if c.want == "" {
+			if err != nil {
+				t.Errorf("%q: want it to compile, got %v", c.src, err)
+			}
+			continue
+		}
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%q: want %q in the error, got %v", c.src, c.want, err)
+		}
+	}
+	scripts := []struct{ src, want string }{
+		{"return {", "line 1, column 9: unexpected end: the script ends too soon"},
+		{"var x = 1;\n  return x +;", "line 2, column 13: Unexpected token ;"},
+		{"return event)", "line 1, column 13: Unexpected token )"},
+	}
+	for _, c := range scripts {
+		_, err := compileMutatorScript(c.src)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("mutator %q: want %q in the error, got %v", c.src, c.want, err)
+		}
 	}
 }

@@ -79,9 +79,22 @@ type Expressions struct {
 func CompileExpressions(src []string) (*Expressions, error) {
 	e := &Expressions{src: src}
 	for i, s := range src {
-		p, err := goja.Compile(fmt.Sprintf("expression[%d]", i), "("+s+")", true)
+		// The closing parenthesis on a line of its own: an expression that ends too soon
+		// is then told apart from one with a stray token, and a trailing // comment
+		// does not swallow it.
+		p, err := goja.Compile(fmt.Sprintf("expression[%d]", i), "("+s+"\n)", true)
 		if err != nil {
-			return nil, &JSError{Index: i, Expression: s, Err: cleanJSError(err)}
+			err = cleanJSError(err, jsPlace{src: s, col: 1}, "expression")
+			if errors.Is(err, errEndsTooSoon) {
+				// At the closing parenthesis: the expression ended too soon, or a stray
+				// ")" of its own closed ours. Compiled alone, it shows which.
+				if _, aerr := goja.Compile("", s, true); aerr != nil {
+					if alone := cleanJSError(aerr, jsPlace{src: s}, "expression"); !errors.Is(alone, errEndsTooSoon) {
+						err = alone
+					}
+				}
+			}
+			return nil, &JSError{Index: i, Expression: s, Err: err}
 		}
 		e.progs = append(e.progs, p)
 	}
@@ -93,22 +106,49 @@ func CompileExpressions(src []string) (*Expressions, error) {
 // "expression[0]: Line 1:23 Unexpected token ) (and 1 more errors)".
 var parserPosRE = regexp.MustCompile(`Line (\d+):(\d+) (.*?)(?: \(and \d+ more errors\))?$`)
 
-func cleanJSError(err error) error {
+// errEndsTooSoon marks a syntax error found past the end of the user's script.
+var errEndsTooSoon = errors.New("unexpected end")
+
+// jsPlace is where a user's script sits in the text compiled around it: after line
+// whole lines, and on its first line after col characters.
+type jsPlace struct {
+	src       string
+	line, col int
+}
+
+// cleanJSError turns a goja compile error into one whose position is in the user's own
+// script (what, e.g. "expression"), not in the text wrapped around it. An error past
+// the script's end, in the wrapper's closing text, is reported as the script ending too
+// soon: the parser's message would name a token the user never wrote.
+func cleanJSError(err error, at jsPlace, what string) error {
 	var ce *goja.CompilerSyntaxError
-	if errors.As(err, &ce) {
-		if ce.File == nil {
-			// The parser's own errors carry no file; their message has the position
-			// ("Line 1:22 Unexpected token )"), counted with the "(" we wrapped the
-			// expression in.
-			if m := parserPosRE.FindStringSubmatch(ce.Message); m != nil {
-				col, _ := strconv.Atoi(m[2])
-				return fmt.Errorf("syntax error at line %s, column %d: %s", m[1], max(col-1, 1), m[3])
-			}
-			return fmt.Errorf("syntax error: %s", ce.Message)
-		}
-		return fmt.Errorf("syntax error at column %d: %s", ce.File.Position(int(ce.Offset)).Column-1, ce.Message)
+	if !errors.As(err, &ce) {
+		return err
 	}
-	return err
+	var line, col int
+	msg := ce.Message
+	if ce.File != nil {
+		pos := ce.File.Position(int(ce.Offset))
+		line, col = pos.Line, pos.Column
+	} else if m := parserPosRE.FindStringSubmatch(ce.Message); m != nil {
+		// The parser's own errors carry no file; their message has the position.
+		line, _ = strconv.Atoi(m[1])
+		col, _ = strconv.Atoi(m[2])
+		msg = m[3]
+	} else {
+		return fmt.Errorf("syntax error: %s", ce.Message)
+	}
+	lines := strings.Split(at.src, "\n")
+	line -= at.line
+	if line == 1 {
+		col -= at.col
+	}
+	if line > len(lines) || line < 1 || (line == len(lines) && col > len([]rune(lines[len(lines)-1]))) {
+		last := lines[len(lines)-1]
+		return fmt.Errorf("syntax error at line %d, column %d: %w", len(lines), len([]rune(last))+1,
+			fmt.Errorf("%w: the %s ends too soon, or closes a bracket it did not open", errEndsTooSoon, what))
+	}
+	return fmt.Errorf("syntax error at line %d, column %d: %s", line, max(col, 1), msg)
 }
 
 // newRuntime makes a runtime with Sensu's filter helpers bound.

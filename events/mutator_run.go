@@ -38,7 +38,7 @@ func compileMutatorScript(eval string) (*goja.Program, error) {
 		" return typeof __r === 'string' ? __r : JSON.stringify(__r); })()"
 	p, err := goja.Compile("eval", src, true)
 	if err != nil {
-		return nil, cleanJSError(err)
+		return nil, cleanJSError(err, jsPlace{src: eval, line: 1}, "script")
 	}
 	return p, nil
 }

@@ -90,7 +90,13 @@ type Pipeline struct {
 	// lastDropLog and dropsSinceLog rate-limit the drop warning to one per dropLogEvery.
 	lastDropLog   atomic.Int64
 	dropsSinceLog atomic.Int64
+	// handlerWarned rate-limits the warning about an event's handlers (a set loop, a
+	// missing handler) to one per namespace and problem per handlerWarnEvery.
+	handlerWarnMu sync.Mutex
+	handlerWarned map[string]time.Time
 }
+
+const handlerWarnEvery = time.Minute
 
 const dropLogEvery = 10 * time.Second
 
@@ -310,6 +316,33 @@ func (p *Pipeline) ExpandHandlers(ns string, names []string) ([]*Handler, error)
 	return out, errors.Join(errs...)
 }
 
+// warnHandlers logs what is wrong with an event's handlers: a warning, at most once a
+// minute for the same namespace and problem, since every event of the check meets it.
+// A missing "keepalive" handler, the default of every agent's keepalives, is the normal
+// case and logged at debug level, as Sensu does.
+func (p *Pipeline) warnHandlers(ns string, ev *Event, err error) {
+	msg := err.Error()
+	if msg == "handler keepalive does not exist in namespace "+ns {
+		p.log.Debug("event handlers", "event", storeNameOf(ev), "err", err)
+		return
+	}
+	now := time.Now()
+	key := ns + "\x00" + msg
+	p.handlerWarnMu.Lock()
+	last, seen := p.handlerWarned[key]
+	if !seen || now.Sub(last) >= handlerWarnEvery {
+		if p.handlerWarned == nil || len(p.handlerWarned) > 10_000 {
+			p.handlerWarned = map[string]time.Time{}
+		}
+		p.handlerWarned[key] = now
+	}
+	p.handlerWarnMu.Unlock()
+	if seen && now.Sub(last) < handlerWarnEvery {
+		return
+	}
+	p.log.Warn("event handlers: some are skipped (logged once a minute per problem)", "event", storeNameOf(ev), "err", err)
+}
+
 // process sends one event to each of its handlers that its filters let through.
 func (p *Pipeline) process(ev *Event) {
 	names := HandlerNames(ev)
@@ -319,8 +352,7 @@ func (p *Pipeline) process(ev *Event) {
 	ns := namespaceOf(ev)
 	handlers, err := p.ExpandHandlers(ns, names)
 	if err != nil {
-		// A missing "keepalive" handler is the normal case: Sensu logs it quietly too.
-		p.log.Debug("event handlers", "event", storeNameOf(ev), "err", err)
+		p.warnHandlers(ns, ev, err)
 	}
 	now := time.Now()
 	// The event is encoded once, when a first mutator needs it, for all its handlers:

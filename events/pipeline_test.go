@@ -2,10 +2,12 @@ package events
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -377,5 +379,31 @@ func TestHandlerNamesMetrics(t *testing.T) {
 	ev.Metrics = &Metrics{Handlers: []string{"b", "m"}}
 	if got := fmt.Sprint(HandlerNames(ev)); got != "[a b m]" {
 		t.Fatalf("handler names %s", got)
+	}
+}
+
+// TestHandlerProblemsWarned: a set loop or a missing handler is logged as a warning, once
+// a minute per namespace and problem (every event of the check meets it); a missing
+// "keepalive" handler, every agent's default, is not.
+func TestHandlerProblemsWarned(t *testing.T) {
+	var buf bytes.Buffer
+	log := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	p := NewPipeline(PipelineConfig{Definitions: NewDefinitions(), Logger: log})
+	defer p.Close(context.Background())
+	ev := testEvent(2)
+	loop := errors.New("handler set loop: a → b → a; the set is skipped")
+	p.warnHandlers("default", ev, loop)
+	p.warnHandlers("default", ev, loop)
+	p.warnHandlers("default", ev, errors.New("handler mail does not exist in namespace default"))
+	p.warnHandlers("prod", ev, loop)
+	p.warnHandlers("default", ev, errors.New("handler keepalive does not exist in namespace default"))
+	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+	if len(lines) != 3 {
+		t.Fatalf("want 3 warnings (loop, missing mail, loop in prod), got %d:\n%s", len(lines), buf.String())
+	}
+	for _, l := range lines {
+		if !strings.Contains(l, "level=WARN") || strings.Contains(l, "keepalive") {
+			t.Fatalf("unexpected line %q", l)
+		}
 	}
 }

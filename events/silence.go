@@ -29,7 +29,9 @@ func (s *Silenced) setExpireAt(now time.Time) {
 }
 
 // SilenceSubscriptions lists the subscriptions by which a silence can match ev, as Sensu
-// does: the check's subscriptions and "entity:<name>", kept only when the entity has them.
+// does: the check's subscriptions kept only when the entity has them (every one of the
+// entity's for a proxy entity's result, check.proxy_entity_name set), and
+// "entity:<name>".
 func SilenceSubscriptions(ev *Event) []string {
 	if ev.Entity == nil {
 		return nil
@@ -41,7 +43,14 @@ func SilenceSubscriptions(ev *Event) []string {
 			out = append(out, s)
 		}
 	}
-	if ev.Check != nil {
+	switch {
+	case ev.Check != nil && ev.Check.ProxyEntityName != "":
+		// A proxy entity's result is run by agents of other subscriptions than the
+		// entity's: every subscription of the entity counts.
+		for _, s := range ev.Entity.Subscriptions {
+			add(s)
+		}
+	case ev.Check != nil:
 		for _, s := range ev.Check.Subscriptions {
 			add(s)
 		}

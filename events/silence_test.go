@@ -75,3 +75,35 @@ func TestSilenceExpireAt(t *testing.T) {
 		t.Fatal("expire -1 must never expire")
 	}
 }
+
+// TestSilencedProxyEntity: a proxy entity's result is matched by every subscription of
+// the entity, not only those it shares with the check (which agents of another
+// subscription run), as Sensu does.
+func TestSilencedProxyEntity(t *testing.T) {
+	now := time.Unix(1_700_000_000, 0)
+	ev := testEvent(2)
+	ev.Entity.Metadata.Name = "router1"
+	ev.Entity.EntityClass = EntityProxy
+	ev.Entity.Subscriptions = []string{"network", "entity:router1"}
+	ev.Check.Subscriptions = []string{"proxy-runner"}
+	ev.Check.ProxyEntityName = "router1"
+	for _, c := range []struct {
+		s    *Silenced
+		want bool
+	}{
+		{silence("network", "", nil), true},
+		{silence("network", "disk", nil), true},
+		{silence("entity:router1", "", nil), true},
+		{silence("proxy-runner", "", nil), false},
+		{silence("linux", "", nil), false},
+	} {
+		if got := len(SilencedBy(ev, []*Silenced{c.s}, now)) == 1; got != c.want {
+			t.Errorf("proxy result, silence %s: silenced %v, want %v", c.s.Metadata.Name, got, c.want)
+		}
+	}
+	// The same entity and check without proxy_entity_name: only shared subscriptions.
+	ev.Check.ProxyEntityName = ""
+	if got := SilencedBy(ev, []*Silenced{silence("network", "", nil)}, now); len(got) != 0 {
+		t.Errorf("non-proxy result silenced by a subscription the check does not have: %v", got)
+	}
+}

@@ -1,6 +1,9 @@
 package events
 
-import "encoding/json"
+import (
+	"encoding/json"
+	"time"
+)
 
 // Silenced suppresses handling of events for a subscription, a check, or both. Its name is
 // always "<subscription>:<check>", with "*" for the part not given.
@@ -59,6 +62,9 @@ func (s *Silenced) Validate() error {
 	}
 	if s.ExpireAt < 0 {
 		p.add("expire_at", "must be a unix time in seconds or 0 (got %d)", s.ExpireAt)
+	} else if s.ExpireAt > 0 && s.Begin > 0 && s.ExpireAt <= s.Begin {
+		p.add("expire_at", "%s is not after begin %s: the silence would never be in effect; move begin earlier or expire_at later",
+			time.Unix(s.ExpireAt, 0).UTC().Format(time.RFC3339), time.Unix(s.Begin, 0).UTC().Format(time.RFC3339))
 	}
 	return p.err()
 }

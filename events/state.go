@@ -112,7 +112,7 @@ func isFlapping(c *Check, wasFlapping bool) bool {
 		return false
 	}
 	if wasFlapping {
-		return c.TotalStateChange >= c.LowFlapThreshold
+		return c.TotalStateChange > c.LowFlapThreshold // Sensu: stays flapping only above low
 	}
 	return c.TotalStateChange >= c.HighFlapThreshold
 }

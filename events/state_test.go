@@ -154,7 +154,7 @@ func TestUpdateEventStateFlapping(t *testing.T) {
 		switch {
 		case !flapping && c.TotalStateChange >= 40:
 			flapping, started = true, i
-		case flapping && c.TotalStateChange < 20:
+		case flapping && c.TotalStateChange <= 20: // Sensu keeps flapping only above low
 			flapping, stopped = false, i
 		}
 		want := CheckStatePassing
@@ -250,5 +250,20 @@ func TestUpdateEventStateInputs(t *testing.T) {
 			UpdateEventState(tt.prev, tt.next, now)
 			tt.check(t, tt.next)
 		})
+	}
+}
+
+// TestFlappingThresholdBoundaries: a check starts flapping at the high threshold and
+// keeps flapping only while above the low one, as Sensu's isFlapping.
+func TestFlappingThresholdBoundaries(t *testing.T) {
+	c := &Check{CheckConfig: CheckConfig{LowFlapThreshold: 20, HighFlapThreshold: 40}}
+	for _, tc := range []struct {
+		tsc       uint32
+		was, want bool
+	}{{40, false, true}, {39, false, false}, {21, true, true}, {20, true, false}, {19, true, false}} {
+		c.TotalStateChange = tc.tsc
+		if got := isFlapping(c, tc.was); got != tc.want {
+			t.Errorf("total_state_change %d, flapping before %v: flapping %v, want %v", tc.tsc, tc.was, got, tc.want)
+		}
 	}
 }

@@ -77,6 +77,9 @@ func TestValidate(t *testing.T) {
 		{"silenced wildcard name", &Silenced{Metadata: ObjectMeta{Name: "*:disk"}, Check: "disk", Expire: -1}, nil, ""},
 		{"silenced nothing to silence", &Silenced{Metadata: ObjectMeta{Name: "x"}, Expire: -2},
 			[]string{"expire", "subscription"}, ""},
+		{"silenced ends before it begins", &Silenced{Metadata: ObjectMeta{Name: "x:y"}, Subscription: "x", Check: "y", Begin: 1_900_000_000, ExpireAt: 1_800_000_000},
+			[]string{"expire_at"}, "not after begin"},
+		{"silenced with begin and later expire_at", &Silenced{Metadata: ObjectMeta{Name: "x:y"}, Subscription: "x", Check: "y", Begin: 1_800_000_000, ExpireAt: 1_900_000_000}, nil, ""},
 
 		{"event valid", &Event{Entity: &Entity{Metadata: ObjectMeta{Name: "web"}}, Check: &Check{CheckConfig: CheckConfig{Metadata: ObjectMeta{Name: "cpu"}}}}, nil, ""},
 		{"event without entity and check", &Event{}, []string{"check", "entity"}, ""},

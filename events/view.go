@@ -55,6 +55,28 @@ func (c *viewCache) delete(key string) {
 	*c = slices.DeleteFunc(*c, func(e viewEntry) bool { return e.key == key })
 }
 
+var eventType = reflect.TypeFor[Event]()
+
+// eventExtra is one of the fields Sensu computes for an event's scripts
+// (SynthesizeExtras): has_check, has_metrics, is_incident, is_resolution, is_silenced.
+// Scripts can read them; they are not listed among the event's keys, so an event a
+// mutator returns as it is encodes as stored.
+func eventExtra(ev Event, key string) (bool, bool) {
+	switch key {
+	case "has_check":
+		return ev.Check != nil, true
+	case "has_metrics":
+		return ev.HasMetrics(), true
+	case "is_incident":
+		return ev.IsIncident(), true
+	case "is_resolution":
+		return ev.IsResolution(), true
+	case "is_silenced":
+		return ev.IsSilenced(), true
+	}
+	return false, false
+}
+
 // metaLifted are the ObjectMeta fields Synthesize lifts to the top level.
 var metaLifted = []string{"name", "namespace", "labels", "annotations", "created_by"}
 
@@ -123,6 +145,11 @@ func (o *lazyView) field(key string) (goja.Value, bool) {
 			if json.Unmarshal(raw.Bytes(), &x) == nil {
 				return o.vm.ToValue(x), true
 			}
+		}
+	}
+	if o.v.Type() == eventType {
+		if v, ok := eventExtra(o.v.Interface().(Event), key); ok {
+			return o.vm.ToValue(v), true
 		}
 	}
 	if slices.Contains(metaLifted, key) {

@@ -293,6 +293,7 @@ func aggregateWrite(ev *events.Event, now time.Time) (etcdx.Write, bool) {
 		ev.Check.Executed = now.Unix()
 	}
 	rec := events.NewAggregateRecord(ev)
+	rec.Received = now.Unix()
 	val, _ := json.Marshal(rec)
 	return etcdx.Write{Key: aggregateKey(ev.Entity.Metadata.Namespace, ev.Check.Aggregate, rec.Entity, ev.Check.Metadata.Name), Value: val}, true
 }

@@ -224,9 +224,46 @@ func TestFilterValidationThroughAPI(t *testing.T) {
 	n := nodetest.Start(t)
 	st, body := apiCall(t, n, "PUT", "/api/core/v2/namespaces/default/filters/bad",
 		`{"metadata":{"name":"bad"},"action":"allow","expressions":["true","event.check.status =="]}`)
-	if st != 400 || !strings.Contains(string(body), "expressions[1]") || !strings.Contains(string(body), "column") {
+	if st != 400 || !strings.Contains(string(body), "expressions[1]") || !strings.Contains(string(body), "line 1, column 22") {
 		t.Fatalf("status %d body %s", st, body)
 	}
+	// Handler sets that would loop through stored sets are refused, naming the loop.
+	set := func(name string, members ...string) (int, []byte) {
+		return apiCall(t, n, "PUT", "/api/core/v2/namespaces/default/handlers/"+name,
+			fmt.Sprintf(`{"metadata":{"name":%q},"type":"set","handlers":%s}`, name, mustJSON(t, members)))
+	}
+	for _, c := range []struct {
+		name    string
+		members []string
+		loop    string // "": accepted
+	}{
+		{"loopa", []string{"loopb", "mail"}, ""},
+		{"loopb", []string{"loopc"}, ""},
+		{"loopc", []string{"pager", "loopa"}, "loopc → loopa → loopb → loopc"},
+		{"loopc", []string{"pager"}, ""},
+		{"loopc", []string{"pager", "loopb"}, "loopc → loopb → loopc"},
+		{"loopd", []string{"loopa", "loopa"}, ""},
+	} {
+		st, body := set(c.name, c.members...)
+		if c.loop == "" {
+			if st/100 != 2 {
+				t.Fatalf("set %s %v: status %d body %s", c.name, c.members, st, body)
+			}
+			continue
+		}
+		if st != 400 || !strings.Contains(string(body), c.loop) || !strings.Contains(string(body), "handlers[1]") {
+			t.Fatalf("set %s %v: want 400 naming %q at handlers[1], got %d %s", c.name, c.members, c.loop, st, body)
+		}
+	}
+}
+
+func mustJSON(t *testing.T, v any) string {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }
 
 // TestPipelineMetricsToTCP covers acceptance 4: Nagios perfdata become metric points in

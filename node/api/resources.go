@@ -392,6 +392,11 @@ func (s *Server) checkReferences(ctx context.Context, rt route, res events.Resou
 			return err
 		}
 	}
+	if h, ok := res.(*events.Handler); ok && h.Type == events.HandlerSet {
+		if err := s.checkSetLoop(ctx, rt, h); err != nil {
+			return err
+		}
+	}
 	if k, ok := res.(*events.APIKey); ok {
 		if _, err := s.store.Get(ctx, etcdx.Key("users", k.Username)); err != nil {
 			if errors.Is(err, etcdx.ErrNotFound) {
@@ -399,6 +404,55 @@ func (s *Server) checkReferences(ctx context.Context, rt route, res events.Resou
 					fields: []events.FieldError{{Field: "username", Message: "must name an existing user"}}}
 			}
 			return err
+		}
+	}
+	return nil
+}
+
+// checkSetLoop refuses a set handler that would close a loop through the sets stored in
+// its namespace (a set naming itself is refused by Validate): the pipeline would skip
+// the loop at run time, so the operator is told now. Sets written at the same moment
+// can still close one; the pipeline reports that when it meets it.
+func (s *Server) checkSetLoop(ctx context.Context, rt route, h *events.Handler) error {
+	kvs, _, err := s.store.ListAll(ctx, etcdx.Key(rt.kind.Plural, rt.ns)+"/")
+	if err != nil {
+		return err
+	}
+	sets := map[string][]string{}
+	for _, kv := range kvs {
+		var stored events.Handler
+		if json.Unmarshal(kv.Value, &stored) == nil && stored.Type == events.HandlerSet {
+			sets[stored.Metadata.Name] = stored.Handlers
+		}
+	}
+	name := h.Metadata.Name
+	sets[name] = h.Handlers
+	// A path from one of h's members back to h is a loop.
+	var path []string
+	seen := map[string]bool{}
+	var back func(n string) bool
+	back = func(n string) bool {
+		path = append(path, n)
+		if n == name {
+			return true
+		}
+		if !seen[n] {
+			seen[n] = true
+			for _, m := range sets[n] {
+				if back(m) {
+					return true
+				}
+			}
+		}
+		path = path[:len(path)-1]
+		return false
+	}
+	for i, m := range h.Handlers {
+		path = path[:0]
+		if back(m) {
+			loop := strings.Join(append([]string{name}, path...), " → ")
+			return &httpError{status: http.StatusBadRequest, msg: fmt.Sprintf("handler %q: its set would loop: %s", name, loop),
+				fields: []events.FieldError{{Field: fmt.Sprintf("handlers[%d]", i), Message: "closes a loop of handler sets (" + loop + "); remove it or change one of the sets in the loop"}}}
 		}
 	}
 	return nil
