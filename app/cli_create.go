@@ -6,12 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
 
 	"github.com/picketmon/picket/events"
+	"github.com/picketmon/picket/node/client"
 )
 
 // createDoc is one document of the input of `picket create`, ready to be written.
@@ -81,6 +83,15 @@ the rest in the order of the input. Unknown fields are kept (with a warning).`,
 		return fmt.Errorf("no resources found in %s", strings.Join(files, ", "))
 	}
 
+	if missing, err := missingNamespaces(ctx, s, docs); err != nil {
+		return err
+	} else if len(missing) > 0 {
+		for _, p := range missing {
+			fmt.Fprintln(env.Stderr, p)
+		}
+		return fmt.Errorf("nothing was written: %s", plural(len(missing), "problem", "problems"))
+	}
+
 	// Namespaces first, so the resources in them can be written, then users, whom API
 	// keys name; everything else keeps the order of the input.
 	rank := func(d *createDoc) int {
@@ -110,6 +121,43 @@ the rest in the order of the input. Unknown fields are kept (with a warning).`,
 	}
 	fmt.Fprintf(env.Stdout, "Created %s\n", plural(len(order), "resource", "resources"))
 	return nil
+}
+
+// missingNamespaces lists the documents whose namespace neither the input creates nor
+// the server has, one problem each: found before anything is written, they would stop
+// the writes half way.
+func missingNamespaces(ctx context.Context, s *session, docs []*createDoc) ([]string, error) {
+	nsKind, _ := events.LookupKind("namespaces")
+	known := map[string]bool{}
+	for _, d := range docs {
+		if d.kind.Plural == "namespaces" {
+			known[d.name] = true
+		}
+	}
+	var problems []string
+	for _, d := range docs {
+		ns := d.res.Meta().Namespace
+		if !d.kind.Namespaced || ns == "" {
+			continue
+		}
+		if _, seen := known[ns]; !seen {
+			_, err := s.client.Get(ctx, nsKind, "", ns)
+			var ae *client.APIError
+			switch {
+			case err == nil:
+				known[ns] = true
+			case errors.As(err, &ae) && ae.Status == http.StatusNotFound:
+				known[ns] = false
+			default:
+				return nil, fmt.Errorf("check namespace %q: %w", ns, s.explain(err))
+			}
+		}
+		if !known[ns] {
+			problems = append(problems, fmt.Sprintf("%s: namespace %q does not exist; add a document for it to the input "+
+				"({type: Namespace, api_version: core/v2, metadata: {name: %s}, spec: {}}) or give the resource another namespace", d.label(), ns, ns))
+		}
+	}
+	return problems, nil
 }
 
 // readCreateDocs reads, decodes, defaults and validates every input. It returns the

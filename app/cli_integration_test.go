@@ -128,6 +128,21 @@ func TestCLIAcceptance(t *testing.T) {
 	if r.code != 1 || !strings.Contains(r.stderr, bad+" document 1 (CheckConfig x): ") || !strings.Contains(r.stderr, "nowhere") {
 		t.Errorf("create into a missing namespace: code %d, stderr %q", r.code, r.stderr)
 	}
+	// A missing namespace is found before anything is written, for every document in it.
+	mixed := filepath.Join(t.TempDir(), "mixed.yml")
+	writeFile(t, mixed, "type: CheckConfig\nmetadata: {name: first}\nspec: {command: 'true', interval: 10, subscriptions: [a]}\n---\n"+
+		"type: CheckConfig\nmetadata: {name: y, namespace: nowhere}\nspec: {command: 'true', interval: 10, subscriptions: [a]}\n---\n"+
+		"type: Handler\nmetadata: {name: h, namespace: nowhere}\nspec: {type: pipe, command: cat}\n")
+	r = runCLI(t, vars, "", "create", "-f", mixed)
+	for _, want := range []string{mixed + ` document 2 (CheckConfig y): namespace "nowhere" does not exist`,
+		mixed + ` document 3 (Handler h): namespace "nowhere" does not exist`, "nothing was written: 2 problems"} {
+		if r.code != 1 || !strings.Contains(r.stderr, want) {
+			t.Errorf("create with a missing namespace: code %d, want %q in stderr %q", r.code, want, r.stderr)
+		}
+	}
+	if r := runCLI(t, vars, "", "get", "check", "first"); r.code != 1 {
+		t.Errorf("check first was written although its file named a missing namespace: %q", r.stdout)
+	}
 
 	// A namespace declared after the resources in it is still written first.
 	prod := filepath.Join(t.TempDir(), "prod.yml")
