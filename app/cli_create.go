@@ -267,6 +267,9 @@ func readCreateDocs(env *Env, inputs []string, namespace string) ([]*createDoc, 
 			if unknown := events.UnknownFields(res); len(unknown) > 0 {
 				fmt.Fprintf(env.Stderr, "warning: %s: unknown fields kept as they are: %s\n", d.label(), strings.Join(unknown, ", "))
 			}
+			for _, u := range events.UnsupportedFields(res) {
+				fmt.Fprintf(env.Stderr, "warning: %s: %s\n", d.label(), u)
+			}
 			key := k.Plural + "/" + meta.Namespace + "/" + d.name
 			if prev, dup := seen[key]; dup {
 				fmt.Fprintf(env.Stderr, "warning: %s replaces %s, which has the same name\n", d.label(), prev)

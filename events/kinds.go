@@ -2,7 +2,9 @@ package events
 
 import (
 	"reflect"
+	"slices"
 	"sort"
+	"strings"
 	"time"
 )
 
@@ -94,6 +96,37 @@ func SetDefaults(r Resource, namespace string) {
 	if k.Namespaced && r.Meta().Namespace == "" {
 		r.Meta().Namespace = namespace
 	}
+}
+
+// UnsupportedFields describes the Sensu fields the resource sets that Picket reads but
+// does not act on, one line each ("runtime_assets: …"): the resource works without them,
+// which its author should know. Sensu 6.14's subdues, an unknown field, is among them.
+func UnsupportedFields(r Resource) []string {
+	var assets []string
+	var secrets int
+	switch v := r.(type) {
+	case *CheckConfig:
+		assets, secrets = v.RuntimeAssets, len(v.Secrets)
+	case *Handler:
+		assets, secrets = v.RuntimeAssets, len(v.Secrets)
+	case *Mutator:
+		assets, secrets = v.RuntimeAssets, len(v.Secrets)
+	case *EventFilter:
+		assets = v.RuntimeAssets
+	case *HookConfig:
+		assets = v.RuntimeAssets
+	}
+	var out []string
+	if len(assets) > 0 {
+		out = append(out, "runtime_assets: assets are not supported; the command runs without "+strings.Join(assets, ", ")+", from the PATH of the process that runs it")
+	}
+	if secrets > 0 {
+		out = append(out, "secrets: secrets providers are not supported; the environment variables they name are not set")
+	}
+	if slices.Contains(UnknownFields(r), "subdues") {
+		out = append(out, "subdues: not supported (Picket reads the older subdue); the check is not subdued by it")
+	}
+	return out
 }
 
 // UnknownFields lists the JSON paths of fields the resource was read with but does not

@@ -1,6 +1,7 @@
 package events
 
 import (
+	"encoding/json"
 	"errors"
 	"reflect"
 	"sort"
@@ -143,5 +144,25 @@ func TestNegativeIntervalDecodes(t *testing.T) {
 	var ve ValidationError
 	if !errors.As(err, &ve) || len(ve) != 1 || ve[0].Field != "interval" {
 		t.Fatalf("Validate() = %v, want one problem naming interval", err)
+	}
+}
+
+// TestUnsupportedFields: the Sensu fields Picket reads but does not act on are named, so
+// that create -f and the server's log can say so; a resource without them has none.
+func TestUnsupportedFields(t *testing.T) {
+	h := &Handler{Type: HandlerPipe, Command: "notify", RuntimeAssets: []string{"sensu-slack"}, Secrets: []Secret{{Name: "TOKEN", Secret: "slack"}}}
+	got := strings.Join(UnsupportedFields(h), "\n")
+	if !strings.Contains(got, "runtime_assets: assets are not supported; the command runs without sensu-slack") || !strings.Contains(got, "secrets: ") {
+		t.Fatalf("handler with assets and secrets: %q", got)
+	}
+	var c CheckConfig
+	if err := json.Unmarshal([]byte(`{"metadata":{"name":"cpu"},"command":"x","interval":10,"subdues":[{"begin":"x"}]}`), &c); err != nil {
+		t.Fatal(err)
+	}
+	if got := UnsupportedFields(&c); len(got) != 1 || !strings.HasPrefix(got[0], "subdues: not supported") {
+		t.Fatalf("check with subdues: %q", got)
+	}
+	if got := UnsupportedFields(&Handler{Type: HandlerPipe, Command: "cat"}); len(got) != 0 {
+		t.Fatalf("plain handler: %q", got)
 	}
 }

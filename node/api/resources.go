@@ -397,6 +397,11 @@ func (s *Server) checkReferences(ctx context.Context, rt route, res events.Resou
 			return err
 		}
 	}
+	if u := events.UnsupportedFields(res); len(u) > 0 {
+		// Written all the same, as Sensu would; the API has no warnings to answer with.
+		s.log.Warn("resource sets fields Picket does not act on", "kind", rt.kind.Type, "namespace", rt.ns,
+			"name", res.Meta().Name, "fields", strings.Join(u, "; "))
+	}
 	if k, ok := res.(*events.APIKey); ok {
 		if _, err := s.store.Get(ctx, etcdx.Key("users", k.Username)); err != nil {
 			if errors.Is(err, etcdx.ErrNotFound) {
