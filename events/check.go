@@ -135,7 +135,9 @@ func (c *CheckConfig) Validate() error {
 	p.nonEmptyItems("handlers", c.Handlers)
 	p.nonEmptyItems("output_metric_handlers", c.OutputMetricHandlers)
 	validateCheckHooks(&p, c.CheckHooks)
-	if _, err := ParseSubdue(c.Subdue); err != nil {
+	if err := checkWindowKeys(c.Subdue); err != nil {
+		p.add("subdue", "%s", err)
+	} else if _, err := ParseSubdue(c.Subdue); err != nil {
 		p.add("subdue", "%s", strings.TrimPrefix(err.Error(), "subdue: "))
 	}
 	if c.Aggregate != "" && !nameRE.MatchString(c.Aggregate) {

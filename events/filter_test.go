@@ -245,3 +245,34 @@ func TestJSErrorPositions(t *testing.T) {
 		}
 	}
 }
+
+// TestWhenShapeValidated: a key a when does not have, which would leave it without
+// windows (the filter would then apply at all hours), and a value of the wrong shape are
+// refused in the filter's terms, not Go's.
+func TestWhenShapeValidated(t *testing.T) {
+	for _, c := range []struct{ when, want string }{
+		{`{"day":{"monday":[{"begin":"17:00","end":"18:00"}]}}`, `unknown key "day"; the only key is days`},
+		{`"weekdays"`, `must be an object like {"days"`},
+		{`{"days":{"monday":[{"begin":"17:00","end":"18:00","tz":"UTC"}]}}`, `days.monday[0]: unknown key "tz"; a window has begin and end`},
+		{`{"days":{"monday":{"begin":"17:00"}}}`, `days.monday must be a list of windows`},
+		{`{"days":{"monday":[{"begin":"17:00","end":"18:00"}]}}`, ""},
+	} {
+		f := &EventFilter{Action: "deny", Expressions: []string{"true"}, When: json.RawMessage(c.when)}
+		f.Metadata.Name = "w"
+		err := f.Validate()
+		if c.want == "" {
+			if err != nil {
+				t.Errorf("when %s: %v", c.when, err)
+			}
+			continue
+		}
+		if err == nil || !strings.Contains(err.Error(), "when") || !strings.Contains(err.Error(), c.want) || strings.Contains(err.Error(), "Go value") {
+			t.Errorf("when %s: want %q, got %v", c.when, c.want, err)
+		}
+	}
+	chk := &CheckConfig{Command: "x", Interval: 10, Subdue: json.RawMessage(`{"dayz":{}}`)}
+	chk.Metadata.Name = "c"
+	if err := chk.Validate(); err == nil || !strings.Contains(err.Error(), `subdue: unknown key "dayz"`) {
+		t.Errorf("subdue with a typo: %v", err)
+	}
+}

@@ -147,7 +147,9 @@ func (f *EventFilter) Validate() error {
 	}
 	p.nonEmptyItems("expressions", f.Expressions)
 	validateExpressions(&p, "expressions", f.Expressions)
-	if _, err := parseWhen(f.When); err != nil {
+	if err := checkWindowKeys(f.When); err != nil {
+		p.add("when", "%s", err)
+	} else if _, err := parseWhen(f.When); err != nil {
 		p.add("when", "%s", strings.TrimPrefix(err.Error(), "when: "))
 	}
 	return p.err()

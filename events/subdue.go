@@ -36,6 +36,48 @@ var subdueDays = map[string]int{
 	"thursday": 4, "friday": 5, "saturday": 6,
 }
 
+// windowsExample is the shape of a subdue or when, for messages.
+const windowsExample = `{"days": {"all": [{"begin": "5:00 PM", "end": "8:00 AM"}]}}`
+
+// checkWindowKeys reports, for validation, a key a subdue or when does not have and a
+// value of the wrong shape, in the resource's terms rather than Go's. ParseSubdue
+// ignores unknown keys (a resource stored before keeps working), but on a write a typo
+// such as "day" for "days" would leave no window: the filter or subdue would apply at
+// all hours.
+func checkWindowKeys(raw json.RawMessage) error {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 || string(raw) == "null" {
+		return nil
+	}
+	var top map[string]json.RawMessage
+	if json.Unmarshal(raw, &top) != nil {
+		return fmt.Errorf("must be an object like %s", windowsExample)
+	}
+	for _, k := range slices.Sorted(maps.Keys(top)) {
+		if k != "days" {
+			return fmt.Errorf("unknown key %q; the only key is days, e.g. %s", k, windowsExample)
+		}
+	}
+	var days map[string]json.RawMessage
+	if json.Unmarshal(top["days"], &days) != nil {
+		return fmt.Errorf("days must be an object of day names (all, sunday … saturday) to lists of windows, e.g. %s", windowsExample)
+	}
+	for _, day := range slices.Sorted(maps.Keys(days)) {
+		var ws []map[string]json.RawMessage
+		if json.Unmarshal(days[day], &ws) != nil {
+			return fmt.Errorf(`days.%s must be a list of windows, e.g. [{"begin": "9:00 AM", "end": "5:00 PM"}]`, day)
+		}
+		for i, w := range ws {
+			for _, k := range slices.Sorted(maps.Keys(w)) {
+				if k != "begin" && k != "end" {
+					return fmt.Errorf("days.%s[%d]: unknown key %q; a window has begin and end", day, i, k)
+				}
+			}
+		}
+	}
+	return nil
+}
+
 // ParseSubdue parses the time windows of a check's subdue, the Sensu Go shape
 //
 //	{"days": {"all": [{"begin": "5:00 PM", "end": "8:00 AM"}], "monday": [...], ...}}
