@@ -33,6 +33,10 @@ type silenceEntry struct {
 	s   *events.Silenced
 	key string
 	rev int64
+	// ended is set when an expire_on_resolve silence's check resolved here: it silences
+	// nothing more, and the sweep deletes it again until that succeeds (or the
+	// silence is replaced, which clears it).
+	ended bool
 }
 
 func newSilenceCache(n *Node) *silenceCache {
@@ -104,7 +108,7 @@ func (c *silenceCache) apply(ev *events.Event, now time.Time) {
 	var names []string
 	var expired []silenceEntry
 	for name, e := range m {
-		if e.s.Expired(now) {
+		if e.s.Expired(now) || e.ended {
 			expired = append(expired, e)
 			continue
 		}
@@ -121,26 +125,32 @@ func (c *silenceCache) apply(ev *events.Event, now time.Time) {
 }
 
 // resolve ends the expire_on_resolve silences that cover a resolution event and
-// returns the names of the others; ok is false when there were none to end.
+// returns the names of the others; ok is false when there were none to end. An ended
+// silence silences nothing more on this server even while its delete has not gone
+// through: the sweep tries again until it does.
 func (c *silenceCache) resolve(ev *events.Event) (kept []string, ok bool) {
 	ns := ev.Entity.Metadata.Namespace
-	c.mu.RLock()
+	c.mu.Lock()
 	var ended []silenceEntry
 	for _, name := range ev.Check.Silenced {
 		e, found := c.byNS[ns][name]
 		if found && e.s.ExpireOnResolve {
-			ended = append(ended, e)
+			if !e.ended {
+				e.ended = true
+				c.byNS[ns][name] = e
+				ended = append(ended, e)
+			}
 			continue
 		}
 		kept = append(kept, name)
 	}
-	c.mu.RUnlock()
+	c.mu.Unlock()
 	for _, e := range ended {
 		c.n.log.Info("silence ends: its check resolved", "silence", e.s.Metadata.Name, "namespace", ns,
 			"event", ev.StoreName())
 		c.queueDelete(e)
 	}
-	return kept, len(ended) > 0
+	return kept, len(kept) < len(ev.Check.Silenced)
 }
 
 // queueDelete asks run to delete e, once per key and revision, without blocking.
@@ -173,7 +183,7 @@ func (c *silenceCache) run(ctx context.Context) {
 			var expired []silenceEntry
 			for _, m := range c.byNS {
 				for _, e := range m {
-					if e.s.Expired(now) {
+					if e.s.Expired(now) || e.ended {
 						expired = append(expired, e)
 					}
 				}
