@@ -2,12 +2,15 @@ package app
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net/http"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/picketmon/picket/events"
+	"github.com/picketmon/picket/node/client"
 )
 
 // runSilence implements `picket silence`: create a silence for a subscription, a check,
@@ -61,6 +64,10 @@ func runSilence(ctx context.Context, env *Env, args []string) error {
 			return usageErrorf("--begin %q: %v", begin, err)
 		}
 		s.Begin = t.Unix()
+		if s.Expire > 0 && s.Begin+s.Expire <= now.Unix() {
+			return usageErrorf("--begin %q with --expire %q: the silence would have ended at %s, already past; give a later --begin or a longer --expire",
+				begin, expire, time.Unix(s.Begin+s.Expire, 0).UTC().Format(time.RFC3339))
+		}
 	}
 	sess, err := openSession(env, &f)
 	if err != nil {
@@ -73,6 +80,11 @@ func runSilence(ctx context.Context, env *Env, args []string) error {
 	}
 	k, _ := events.LookupKind("silenced")
 	if _, err := sess.client.Create(ctx, k, sess.namespace, s); err != nil {
+		var ae *client.APIError
+		if errors.As(err, &ae) && ae.Status == http.StatusConflict {
+			return fmt.Errorf("silence %s already exists in namespace %s; to change it, delete it first (picket delete silenced '%s' -n %s) and silence again",
+				s.Metadata.Name, sess.namespace, s.Metadata.Name, sess.namespace)
+		}
 		return sess.explain(err)
 	}
 	msg := fmt.Sprintf("Created silence %s in namespace %s", s.Metadata.Name, sess.namespace)

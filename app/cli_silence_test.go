@@ -32,8 +32,11 @@ func TestCLISilenceAndAggregates(t *testing.T) {
 	if !strings.Contains(out, "*:disk") || !strings.Contains(out, "from ") || !strings.Contains(out, "until the check resolves") {
 		t.Fatalf("silence printed %q", out)
 	}
-	if r := runCLI(t, vars, "", "silence", "--subscription", "linux"); r.code == 0 || !strings.Contains(r.stderr, "already exists") {
+	if r := runCLI(t, vars, "", "silence", "--subscription", "linux"); r.code == 0 || !strings.Contains(r.stderr, "already exists") || !strings.Contains(r.stderr, "picket delete silenced 'linux:*'") {
 		t.Fatalf("duplicate silence: code %d, %s", r.code, r.stderr)
+	}
+	if r := runCLI(t, vars, "", "silence", "--check", "cpu", "--begin", "2020-01-01T00:00:00Z", "--expire", "1h"); r.code != 2 || !strings.Contains(r.stderr, "already past") {
+		t.Fatalf("silence that would have ended in 2020: code %d, %s", r.code, r.stderr)
 	}
 	if r := runCLI(t, vars, "", "silence"); r.code != 2 {
 		t.Fatalf("silence without a target: code %d", r.code)

@@ -16,13 +16,14 @@ func (s *Silenced) Expired(now time.Time) bool {
 }
 
 // setExpireAt computes expire_at from expire when it is not set: expire seconds after
-// begin, or after now when begin is past or unset.
+// begin, or after now when begin is unset, as Sensu's store does (a begin in the past
+// counts from then).
 func (s *Silenced) setExpireAt(now time.Time) {
 	if s.Expire <= 0 || s.ExpireAt != 0 {
 		return
 	}
 	base := now.Unix()
-	if s.Begin > base {
+	if s.Begin > 0 {
 		base = s.Begin
 	}
 	s.ExpireAt = base + s.Expire

@@ -69,6 +69,12 @@ func TestSilenceExpireAt(t *testing.T) {
 	if s.ExpireAt != begin+60 {
 		t.Fatalf("expire_at %d, want begin+60 = %d", s.ExpireAt, begin+60)
 	}
+	past := time.Now().Unix() - 600
+	s = &Silenced{Check: "disk", Expire: 3600, Begin: past}
+	SetDefaults(s, "")
+	if s.ExpireAt != past+3600 {
+		t.Fatalf("begin 10 min ago, expire 1 h: expire_at %d, want begin+3600 = %d (Sensu counts from begin)", s.ExpireAt, past+3600)
+	}
 	s = &Silenced{Check: "disk", Expire: -1}
 	SetDefaults(s, "")
 	if s.ExpireAt != 0 || s.Expired(time.Now().Add(1e6*time.Hour)) {
