@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"net"
 	"io"
 	"net/http"
 	"os"
@@ -257,9 +258,16 @@ func TestServerProcessLifecycle(t *testing.T) {
 
 func TestDevServer(t *testing.T) {
 	bin := picketBinary(t)
-	port := freeTCPPorts(t, 2)
-	srv := startServer(t, bin, "--dev", "--api-listen-address", fmt.Sprintf("127.0.0.1:%d", port[0]), "--agent-port", fmt.Sprint(port[1]))
+	port := freeTCPPorts(t, 3)
+	// An etcd client URL given as a flag is kept (the peer port stays a free one).
+	srv := startServer(t, bin, "--dev", "--api-listen-address", fmt.Sprintf("127.0.0.1:%d", port[0]), "--agent-port", fmt.Sprint(port[1]),
+		"--etcd-listen-client-urls", fmt.Sprintf("http://127.0.0.1:%d", port[2]))
 	srv.waitFor(t, "picket login", 30*time.Second)
+	if c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port[2])); err != nil {
+		t.Errorf("etcd is not on the client URL given with --dev: %v", err)
+	} else {
+		c.Close()
+	}
 	var password string
 	sc := bufio.NewScanner(strings.NewReader(srv.stderr.String()))
 	for sc.Scan() {

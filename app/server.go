@@ -173,8 +173,8 @@ func runServer(ctx context.Context, env *Env, args []string) error {
 	}
 }
 
-// applyDevDefaults points the config at a temporary state dir and free loopback ports
-// for etcd, unless the operator set those keys explicitly.
+// applyDevDefaults points the config at a temporary state dir, free loopback ports for
+// etcd and the agent gateway on loopback, unless the operator gave those as flags.
 func applyDevDefaults(cfg *BackendConfig, fs *pflag.FlagSet) (func(), error) {
 	dir, err := os.MkdirTemp("", "picket-dev-")
 	if err != nil {
@@ -194,6 +194,18 @@ func applyDevDefaults(cfg *BackendConfig, fs *pflag.FlagSet) (func(), error) {
 	}
 	client := fmt.Sprintf("http://127.0.0.1:%d", ports[0])
 	peer := fmt.Sprintf("http://127.0.0.1:%d", ports[1])
+	// URLs given as flags are the operator's (two dev servers side by side, a fixed port
+	// to point etcdctl at): kept, each its first URL.
+	if fs.Changed("etcd-listen-client-urls") && len(cfg.EtcdListenClientURLs) > 0 {
+		client = cfg.EtcdListenClientURLs[0]
+	}
+	if fs.Changed("etcd-listen-peer-urls") && len(cfg.EtcdListenPeerURLs) > 0 {
+		peer = cfg.EtcdListenPeerURLs[0]
+	}
+	if !fs.Changed("agent-host") {
+		// A throw-away server takes agents from this machine only.
+		cfg.AgentHost = "127.0.0.1"
+	}
 	cfg.NoEmbedEtcd = false
 	cfg.EtcdName = "dev"
 	cfg.EtcdListenClientURLs = []string{client}
