@@ -199,7 +199,7 @@ func (c *CheckConfig) validateSchedule(p *problems, prefix string) {
 			known = known || f == c.OutputMetricFormat
 		}
 		if !known {
-			p.add(prefix+"output_metric_format", "%q is not a metric format; use one of %v or leave it empty", c.OutputMetricFormat, outputMetricFormats)
+			p.add(prefix+"output_metric_format", "%q is not a metric format; use one of %s, or leave it empty", c.OutputMetricFormat, strings.Join(outputMetricFormats, ", "))
 		}
 	}
 }
