@@ -309,12 +309,23 @@ func (n *Node) writeEvent(ctx context.Context, ev *events.Event, now time.Time, 
 	if e.seen(ev.ID) {
 		return false, nil
 	}
+	silenced, isSilenced := ev.Check.Silenced, ev.Check.IsSilenced
 	for attempt := 0; attempt < 8; attempt++ {
 		var last *events.CheckState
 		if e.hasState {
 			last = &e.state
 		}
 		events.UpdateState(last, ev, now)
+		// A resolution ends the expire_on_resolve silences that covered it, and is
+		// stored as no longer covered by them, as in Sensu. Whether it is one depends on
+		// the state just computed, which a retry may compute again.
+		var ending []silenceEntry
+		if len(silenced) > 0 && n.pipe != nil {
+			ev.Check.Silenced, ev.Check.IsSilenced = silenced, isSilenced
+			if ev.IsResolution() {
+				ending = n.pipe.silences.ending(ev)
+			}
+		}
 		val, err := api.StoredEvent(ev)
 		if err != nil {
 			return false, err
@@ -326,6 +337,9 @@ func (n *Node) writeEvent(ctx context.Context, ev *events.Event, now time.Time, 
 		}
 		if res.Written {
 			e.setStored(ev, res.Rev)
+			if len(ending) > 0 {
+				n.pipe.silences.end(ev, ending)
+			}
 			return true, nil
 		}
 		// Someone else wrote the event since we read it: take theirs and recompute.

@@ -273,11 +273,12 @@ func (n *Node) afterStore(ev *events.Event) {
 		return
 	}
 	if ev.Check != nil && len(ev.Check.Silenced) > 0 && ev.IsResolution() {
-		if kept, ok := n.pipe.silences.resolve(ev); ok {
-			cp := *ev
-			c := *ev.Check
-			c.Silenced, c.IsSilenced = kept, len(kept) > 0
-			cp.Check = &c
+		// Results stored through writeEvent were taken out of their expire_on_resolve
+		// silences before storing; this catches the others (written by the monitors).
+		cp := *ev
+		c := *ev.Check
+		cp.Check = &c
+		if _, ok := n.pipe.silences.resolve(&cp); ok {
 			ev = &cp
 		}
 	}

@@ -129,28 +129,57 @@ func (c *silenceCache) apply(ev *events.Event, now time.Time) {
 // silence silences nothing more on this server even while its delete has not gone
 // through: the sweep tries again until it does.
 func (c *silenceCache) resolve(ev *events.Event) (kept []string, ok bool) {
+	ended := c.ending(ev)
+	kept = ev.Check.Silenced
+	if len(ended) == 0 {
+		return kept, false
+	}
+	c.end(ev, ended)
+	return kept, true
+}
+
+// ending takes the expire_on_resolve silences out of a resolution event's silenced
+// (is_silenced follows) and returns them, for end once the event is stored.
+func (c *silenceCache) ending(ev *events.Event) []silenceEntry {
 	ns := ev.Entity.Metadata.Namespace
-	c.mu.Lock()
+	var kept []string
 	var ended []silenceEntry
+	c.mu.RLock()
 	for _, name := range ev.Check.Silenced {
-		e, found := c.byNS[ns][name]
-		if found && e.s.ExpireOnResolve {
-			if !e.ended {
-				e.ended = true
-				c.byNS[ns][name] = e
-				ended = append(ended, e)
-			}
+		if e, found := c.byNS[ns][name]; found && e.s.ExpireOnResolve {
+			ended = append(ended, e)
 			continue
 		}
 		kept = append(kept, name)
 	}
-	c.mu.Unlock()
+	c.mu.RUnlock()
+	if len(ended) > 0 {
+		ev.Check.Silenced, ev.Check.IsSilenced = kept, len(kept) > 0
+	}
+	return ended
+}
+
+// end marks silences ended by a stored resolution, so that they silence nothing more
+// here, and queues their deletes.
+func (c *silenceCache) end(ev *events.Event, ended []silenceEntry) {
+	ns := ev.Entity.Metadata.Namespace
+	var first []silenceEntry
+	c.mu.Lock()
 	for _, e := range ended {
+		cur, found := c.byNS[ns][e.s.Metadata.Name]
+		if !found || cur.rev != e.rev || cur.ended {
+			continue // replaced or deleted meanwhile, or ended already
+		}
+		cur.ended = true
+		c.byNS[ns][e.s.Metadata.Name] = cur
+		first = append(first, cur)
+	}
+	c.mu.Unlock()
+	for _, e := range first {
 		c.n.log.Info("silence ends: its check resolved", "silence", e.s.Metadata.Name, "namespace", ns,
 			"event", ev.StoreName())
 		c.queueDelete(e)
 	}
-	return kept, len(kept) < len(ev.Check.Silenced)
 }
 
 // queueDelete asks run to delete e, once per key and revision, without blocking.

@@ -180,6 +180,9 @@ func TestPipelineIncidentsAndSilences(t *testing.T) {
 	expectLines(5)
 	s.send(0)
 	expectLines(6) // the resolution is handled: its silence ended with it
+	if ev := stored(); ev.Check.IsSilenced || len(ev.Check.Silenced) != 0 {
+		t.Fatalf("the resolution is stored as silenced by the silence it ended: %v", ev.Check.Silenced)
+	}
 	eventually(t, "the expire_on_resolve silence to be deleted", 5*time.Second, func() bool {
 		st, _ := apiCall(t, n, "GET", "/api/core/v2/namespaces/default/silenced/*:disk", "")
 		return st == 404
