@@ -220,8 +220,8 @@ func readCreateDocs(env *Env, inputs []string, namespace string) ([]*createDoc, 
 	for _, src := range sources {
 		wrapped, err := events.DecodeWrapped(bytes.NewReader(src.data), src.name)
 		if err != nil {
-			// The documents that did decode are not checked further: their numbers in
-			// the returned slice no longer match their place in the file.
+			// The documents that did decode are checked all the same (below), so that
+			// every problem shows in one run.
 			errs := []error{err}
 			if j, ok := err.(interface{ Unwrap() []error }); ok {
 				errs = j.Unwrap()
@@ -233,10 +233,9 @@ func readCreateDocs(env *Env, inputs []string, namespace string) ([]*createDoc, 
 				}
 				problems = append(problems, msg)
 			}
-			continue
 		}
-		for i, w := range wrapped {
-			at := fmt.Sprintf("%s document %d", src.name, i+1)
+		for _, w := range wrapped {
+			at := fmt.Sprintf("%s document %d", src.name, w.Doc)
 			res, err := events.Unwrap(w)
 			if err != nil {
 				problems = append(problems, fmt.Sprintf("%s: %v", at, err))

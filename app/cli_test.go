@@ -168,10 +168,12 @@ spec:
 		t.Errorf("stderr mentions a file or document it should not:\n%s", r.stderr)
 	}
 
-	// A document that does not decode also stops everything.
-	r = runCLI(t, vars, "type: Gadget\nmetadata: {name: x}\nspec: {}\n", "create", "-f", "-")
-	if r.code != 1 || !strings.Contains(r.stderr, `stdin: document 1`) || !strings.Contains(r.stderr, `unknown type "Gadget"`) {
-		t.Errorf("unknown type: code %d, stderr %q", r.code, r.stderr)
+	// A document that does not decode also stops everything; the documents after it are
+	// still checked, each under its own number.
+	r = runCLI(t, vars, "type: Gadget\nmetadata: {name: x}\nspec: {}\n---\ntype: CheckConfig\nmetadata: {name: bad}\nspec: {command: x, interval: -5}\n", "create", "-f", "-")
+	if r.code != 1 || !strings.Contains(r.stderr, `stdin: document 1`) || !strings.Contains(r.stderr, `unknown type "Gadget"`) ||
+		!strings.Contains(r.stderr, "stdin document 2 (CheckConfig bad): interval: ") {
+		t.Errorf("unknown type, then an invalid check: code %d, stderr %q", r.code, r.stderr)
 	}
 	r = runCLI(t, vars, "", "create", "-f", filepath.Join(in, "missing.yml"))
 	if r.code != 1 || !strings.Contains(r.stderr, "missing.yml: no such file or directory") {

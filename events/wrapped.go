@@ -23,6 +23,9 @@ type Wrapped struct {
 	APIVersion string          `json:"api_version"`
 	Metadata   ObjectMeta      `json:"metadata"`
 	Spec       json.RawMessage `json:"spec"`
+	// Doc is the document's number in its input (from 1), as DecodeWrapped read it;
+	// documents that did not decode leave gaps.
+	Doc int `json:"-" yaml:"-"`
 }
 
 // wireMeta is ObjectMeta as the wrapped format writes it: nothing empty, not even the name
@@ -85,6 +88,7 @@ func decodeJSONDocs(data []byte, source string) ([]Wrapped, error) {
 			errs = append(errs, fmt.Errorf("%s: document %d: %w", source, n, err))
 			continue
 		}
+		w.Doc = n
 		out = append(out, w)
 	}
 	return out, errors.Join(errs...)
@@ -121,6 +125,7 @@ func decodeYAMLDocs(data []byte, source string) ([]Wrapped, error) {
 			errs = append(errs, fmt.Errorf("%s: %w", where, err))
 			continue
 		}
+		w.Doc = n
 		out = append(out, w)
 	}
 	return out, errors.Join(errs...)
