@@ -104,9 +104,11 @@ func SetDefaults(r Resource, namespace string) {
 func UnsupportedFields(r Resource) []string {
 	var assets []string
 	var secrets int
+	subdues := false
 	switch v := r.(type) {
 	case *CheckConfig:
 		assets, secrets = v.RuntimeAssets, len(v.Secrets)
+		subdues = slices.Contains(UnknownFields(v), "subdues")
 	case *Handler:
 		assets, secrets = v.RuntimeAssets, len(v.Secrets)
 	case *Mutator:
@@ -123,7 +125,7 @@ func UnsupportedFields(r Resource) []string {
 	if secrets > 0 {
 		out = append(out, "secrets: secrets providers are not supported; the environment variables they name are not set")
 	}
-	if slices.Contains(UnknownFields(r), "subdues") {
+	if subdues {
 		out = append(out, "subdues: not supported (Picket reads the older subdue); the check is not subdued by it")
 	}
 	return out

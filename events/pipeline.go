@@ -330,14 +330,15 @@ func (p *Pipeline) warnHandlers(ns string, ev *Event, err error) {
 	key := ns + "\x00" + msg
 	p.handlerWarnMu.Lock()
 	last, seen := p.handlerWarned[key]
-	if !seen || now.Sub(last) >= handlerWarnEvery {
+	due := !seen || now.Sub(last) >= handlerWarnEvery
+	if due {
 		if p.handlerWarned == nil || len(p.handlerWarned) > 10_000 {
 			p.handlerWarned = map[string]time.Time{}
 		}
 		p.handlerWarned[key] = now
 	}
 	p.handlerWarnMu.Unlock()
-	if seen && now.Sub(last) < handlerWarnEvery {
+	if !due {
 		return
 	}
 	p.log.Warn("event handlers: some are skipped (logged once a minute per problem)", "event", storeNameOf(ev), "err", err)
