@@ -33,10 +33,21 @@ type Hooks struct {
 	NamespaceExists func(ctx context.Context, ns string) (bool, error)
 	// EntityConfig returns the stored entity of an agent, nil when there is none yet.
 	EntityConfig func(ctx context.Context, ns, name string) (*events.Entity, error)
+	// Connected, when set, is told of a new session before its frames are read; an
+	// error closes the session (the agent tries again).
+	Connected func(ctx context.Context, from Origin) error
 	// HandleEvent processes a keepalive or check result and returns once it is persisted.
-	HandleEvent func(ctx context.Context, ev *events.Event, keepalive bool) error
-	// Disconnected is told when a session ends (not when it is replaced).
-	Disconnected func(ns, name string)
+	HandleEvent func(ctx context.Context, ev *events.Event, keepalive bool, from Origin) error
+	// Disconnected is told when a session ends (not when it is replaced), after its
+	// last event was handled.
+	Disconnected func(from Origin)
+}
+
+// Origin names the session an event came through.
+type Origin struct {
+	Namespace, Agent string
+	// Session is unique among the gateway's sessions.
+	Session uint64
 }
 
 // Config configures a Gateway.
@@ -92,6 +103,8 @@ type Gateway struct {
 	cfg   Config
 	log   *slog.Logger
 	ready atomic.Bool
+
+	lastSession atomic.Uint64
 
 	mu       sync.Mutex
 	sessions map[string]*session                         // ns/name
@@ -363,7 +376,7 @@ func (g *Gateway) unregister(s *session) {
 	g.mu.Unlock()
 	g.wg.Done()
 	if current && !s.replaced.Load() && g.cfg.Hooks.Disconnected != nil {
-		g.cfg.Hooks.Disconnected(s.ns, s.name)
+		g.cfg.Hooks.Disconnected(s.origin())
 	}
 }
 

@@ -24,7 +24,7 @@ import (
 func TestEventsReadBeforeCloseArePersisted(t *testing.T) {
 	var handled atomic.Int64
 	g := startGateway(t, Config{Hooks: Hooks{
-		HandleEvent: func(ctx context.Context, ev *events.Event, keepalive bool) error {
+		HandleEvent: func(ctx context.Context, ev *events.Event, keepalive bool, _ Origin) error {
 			select {
 			case <-time.After(50 * time.Millisecond): // a grouped commit's latency
 			case <-ctx.Done():
@@ -148,7 +148,7 @@ func TestAcksFlowWhileAPingWaits(t *testing.T) {
 	const n = 132 // 32 in flight, 100 more waiting in the socket ahead of the pong
 	release := make(chan struct{})
 	g := startGateway(t, Config{PingInterval: time.Second, PingTimeout: 30 * time.Second, SendQueue: 8, Hooks: Hooks{
-		HandleEvent: func(ctx context.Context, ev *events.Event, keepalive bool) error {
+		HandleEvent: func(ctx context.Context, ev *events.Event, keepalive bool, _ Origin) error {
 			select {
 			case <-release: // one commit
 				return nil
@@ -239,7 +239,7 @@ func TestDroppedAcksAreCountedAndLoggedSparingly(t *testing.T) {
 func TestAgentThatDoesNotReadItsAcksIsClosed(t *testing.T) {
 	// No ping during the test: its write could fail behind the blocked one.
 	g := startGateway(t, Config{PingInterval: time.Hour, PingTimeout: time.Minute, SendQueue: 8, Hooks: Hooks{
-		HandleEvent: func(context.Context, *events.Event, bool) error { return nil },
+		HandleEvent: func(context.Context, *events.Event, bool, Origin) error { return nil },
 	}})
 	conn := g.dialAcks(t, "deaf", "linux", true)
 	defer conn.CloseNow()

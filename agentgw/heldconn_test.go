@@ -57,7 +57,7 @@ func startHeldGateway(t *testing.T, cfg Config, tls bool) *heldGateway {
 	cfg.Hooks.Authenticate = func(context.Context, string, string) error { return nil }
 	cfg.Hooks.NamespaceExists = func(context.Context, string) (bool, error) { return true, nil }
 	if cfg.Hooks.HandleEvent == nil {
-		cfg.Hooks.HandleEvent = func(context.Context, *events.Event, bool) error { return nil }
+		cfg.Hooks.HandleEvent = func(context.Context, *events.Event, bool, Origin) error { return nil }
 	}
 	g := &heldGateway{Gateway: New(cfg)}
 	g.SetReady(true)
@@ -221,7 +221,7 @@ func TestAcksWaitAndGoOutTogether(t *testing.T) {
 func TestAcksWithoutDelay(t *testing.T) {
 	release := make(chan struct{})
 	g := startHeldGateway(t, Config{Hooks: Hooks{
-		HandleEvent: func(ctx context.Context, ev *events.Event, keepalive bool) error {
+		HandleEvent: func(ctx context.Context, ev *events.Event, keepalive bool, _ Origin) error {
 			select {
 			case <-release:
 				return nil

@@ -42,6 +42,7 @@ type session struct {
 	// queued together are then written together.
 	hc       *heldConn
 	ns, name string
+	id       uint64 // Origin.Session
 	subs     []string
 	acks     bool
 
@@ -79,9 +80,11 @@ type session struct {
 
 func newSession(g *Gateway, conn *websocket.Conn, ns, name string, subs []string, acks bool) *session {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &session{g: g, conn: conn, ns: ns, name: name, subs: subs, acks: acks,
+	return &session{g: g, conn: conn, ns: ns, name: name, id: g.lastSession.Add(1), subs: subs, acks: acks,
 		inflight: make(chan struct{}, maxInflight), wake: make(chan struct{}, 1), ctx: ctx, cancel: cancel, slot: int(nameHash(name) % 1_000_003)}
 }
+
+func (s *session) origin() Origin { return Origin{Namespace: s.ns, Agent: s.name, Session: s.id} }
 
 func nameHash(s string) uint32 {
 	h := uint32(2166136261)
@@ -317,6 +320,18 @@ func (s *session) run() {
 	// session's goroutines stop.
 	defer s.handlers.Wait()
 
+	if connected := s.g.cfg.Hooks.Connected; connected != nil {
+		ctx, cancel := context.WithTimeout(s.ctx, 15*time.Second)
+		err := connected(ctx, s.origin())
+		cancel()
+		if err != nil {
+			if s.ctx.Err() == nil {
+				log.Warn("agent session not started; the agent will connect again", "err", err)
+			}
+			s.close(websocket.StatusTryAgainLater, "server busy; connect again")
+			return
+		}
+	}
 	s.sendEntityConfig()
 	for {
 		typ, frame, err := s.readFrame()
@@ -468,7 +483,7 @@ func (s *session) decode(log *slog.Logger, frame []byte) (ev *events.Event, msgT
 func (s *session) process(log *slog.Logger, ev *events.Event, msgType string, keepalive bool, read time.Time) {
 	// An event already read is finished even when its session ends meanwhile (agent
 	// gone, replaced, server stopping): only the gateway's close deadline cancels it.
-	if err := s.g.cfg.Hooks.HandleEvent(s.g.workCtx, ev, keepalive); err != nil {
+	if err := s.g.cfg.Hooks.HandleEvent(s.g.workCtx, ev, keepalive, s.origin()); err != nil {
 		s.g.eventsFailed.Add(1)
 		if s.g.workCtx.Err() == nil {
 			log.Error("event not accepted", "type", msgType, "err", err)

@@ -22,6 +22,18 @@ type CondPut struct {
 	ModRev int64
 	// Extra are unconditional puts committed with this write (and only with it).
 	Extra []Write
+
+	// Fence, when nonzero, is the revision of the Batcher's Fence (Fence.Current) the
+	// writer saw: the write is its keys' usual writer's, and may settle under it
+	// (CondResult.Settled).
+	Fence int64
+	// Skip tells that the writer's copy of the key settled under Fence: a transaction
+	// that compares the fence to Fence drops this write's own condition.
+	Skip bool
+	// Owner and OwnerValue: a write that does not Skip settles only if the key Owner
+	// holds OwnerValue when it commits (the writer still owns the keys it caches).
+	Owner      string
+	OwnerValue []byte
 }
 
 // Write is an unconditional put of Value at Key.
@@ -57,11 +69,18 @@ type CondResult struct {
 	// Rev is the mod revision of the write when Written.
 	Rev     int64
 	Current KV
+	// Settled, when nonzero, is the fence revision the write settled under: it was
+	// committed while the fence stood there, by the owner (see CondPut.Fence).
+	Settled int64
 }
 
 // BatchStats are a Batcher's counters.
 type BatchStats struct {
 	Commits, Writes int64
+	// Skipped counts the writes committed without their own condition (CondPut.Skip);
+	// Fenced counts the transactions refused because the fence had moved (their writes
+	// were then committed with their own conditions).
+	Skipped, Fenced int64
 }
 
 // Batcher groups many concurrent writes into few etcd transactions, so the cost per
@@ -74,6 +93,7 @@ type Batcher struct {
 	maxOps   int
 	maxDelay time.Duration
 	in       chan *batchReq
+	fence    *Fence
 	wg       sync.WaitGroup
 	stop     chan struct{}
 	once     sync.Once
@@ -111,6 +131,10 @@ func NewBatcher(txn TxnFunc, workers, maxOps int, maxDelay time.Duration) *Batch
 	}
 	return b
 }
+
+// SetFence makes b compare f once per transaction for the writes that carry its
+// revision (CondPut.Fence); call it before the first Put.
+func (b *Batcher) SetFence(f *Fence) { b.fence = f }
 
 // The settings a server gives its event Batcher: EmbeddedBatchOps operations per
 // transaction with an embedded member (which accepts DefaultMaxTxnOps), etcd's default
@@ -157,7 +181,9 @@ func (b *Batcher) Close() {
 	b.wg.Wait()
 }
 
-func opsOf(p CondPut) int { return 2 + len(p.Extra) }
+// opsOf counts a write's operations in a transaction: its condition, its put, its extras,
+// and the check of its owner.
+func opsOf(p CondPut) int { return 3 + len(p.Extra) }
 
 // MaxBatchBytes bounds one grouped transaction: etcd refuses requests over 1.5 MiB by
 // default, and one refused transaction would fail every write in it.
@@ -168,7 +194,7 @@ var ErrTooLarge = errors.New("write is too large for one etcd transaction")
 
 // sizeOf estimates the bytes a write adds to a transaction.
 func sizeOf(p CondPut) int {
-	n := 2*len(p.Key) + len(p.Value) + 64
+	n := 2*len(p.Key) + len(p.Value) + 64 + len(p.Owner) + len(p.OwnerValue)
 	for _, w := range p.Extra {
 		n += len(w.Key) + len(w.Value) + 16
 	}
@@ -261,30 +287,94 @@ func (b *Batcher) commit(batch []*batchReq) {
 // what they overwrite). It reports false, having written nothing, when a condition
 // failed; the caller then commits the batch in nested transactions, which settles each
 // write on its own. An error fails every write of the batch, as in commitNested.
+//
+// Writes that carry the fence's revision (CondPut.Fence) add one condition for the
+// transaction: the fence key is still at the highest revision they carry. Those of
+// them settled under it (CondPut.Skip) then need no condition of their own; the others
+// settle when their owner check holds.
 func (b *Batcher) commitFlat(batch []*batchReq) bool {
 	n := 0
+	var fence int64
 	for _, r := range batch {
 		n += 1 + len(r.put.Extra)
+		if b.fence != nil {
+			fence = max(fence, r.put.Fence)
+		}
 	}
-	cmps := make([]*pb.Compare, 0, len(batch))
+	cmps := make([]*pb.Compare, 0, len(batch)+1)
 	then := make([]*pb.RequestOp, 0, n)
+	skipped := 0
+	// owners maps an owner check to its operation's index in then, for writes that
+	// would settle; they go last so the puts keep their indexes.
+	var owners map[string]int
+	var checks []*pb.RequestOp
 	for _, r := range batch {
-		if r.put.ModRev >= 0 {
+		switch {
+		case fence > 0 && r.put.Skip && r.put.Fence == fence:
+			skipped++
+		case r.put.ModRev >= 0:
 			cmps = append(cmps, modRevIs(r.put))
+		}
+		if fence > 0 && r.put.Fence > 0 && !(r.put.Skip && r.put.Fence == fence) && r.put.Owner != "" {
+			ok := r.put.Owner + "\x00" + string(r.put.OwnerValue)
+			if _, dup := owners[ok]; !dup {
+				if owners == nil {
+					owners = map[string]int{}
+				}
+				owners[ok] = len(checks)
+				checks = append(checks, ownerCheck(r.put))
+			}
 		}
 		then = appendWriteOps(then, r.put)
 	}
-	resp, ok := b.txn(batch, cmps, then)
+	var orElse []*pb.RequestOp
+	if fence > 0 {
+		cmps = append(cmps, &pb.Compare{Key: []byte(b.fence.Key), Result: pb.Compare_EQUAL, Target: pb.Compare_MOD,
+			TargetUnion: &pb.Compare_ModRevision{ModRevision: fence}})
+		// Refused, it answers where the fence stands now.
+		orElse = []*pb.RequestOp{{Request: &pb.RequestOp_RequestRange{RequestRange: &pb.RangeRequest{Key: []byte(b.fence.Key), KeysOnly: true}}}}
+	}
+	puts := len(then)
+	then = append(then, checks...)
+	resp, ok := b.txnElse(batch, cmps, then, orElse)
 	if !ok {
 		return true // failed: every write was told, none is retried (it may have applied)
 	}
 	if !resp.Succeeded {
+		if fence > 0 {
+			if rr := resp.Responses; len(rr) > 0 {
+				if kvs := rr[0].GetResponseRange().GetKvs(); len(kvs) > 0 && kvs[0].ModRevision != fence {
+					b.fence.Observe(kvs[0].ModRevision)
+					b.count(func(s *BatchStats) { s.Fenced++ })
+				}
+			}
+		}
 		return false
 	}
+	if skipped > 0 {
+		b.count(func(s *BatchStats) { s.Skipped += int64(skipped) })
+	}
 	for _, r := range batch {
-		r.done <- batchDone{res: CondResult{Written: true, Rev: resp.Header.Revision}}
+		res := CondResult{Written: true, Rev: resp.Header.Revision}
+		if fence > 0 && r.put.Fence > 0 {
+			if r.put.Skip && r.put.Fence == fence {
+				res.Settled = fence
+			} else if i, ok := owners[r.put.Owner+"\x00"+string(r.put.OwnerValue)]; ok && resp.Responses[puts+i].GetResponseTxn().GetSucceeded() {
+				res.Settled = fence
+			}
+		}
+		r.done <- batchDone{res: res}
 	}
 	return true
+}
+
+// ownerCheck is a nested transaction that only compares: its answer tells whether p's
+// owner key holds p's owner value.
+func ownerCheck(p CondPut) *pb.RequestOp {
+	return &pb.RequestOp{Request: &pb.RequestOp_RequestTxn{RequestTxn: &pb.TxnRequest{Compare: []*pb.Compare{{
+		Key: []byte(p.Owner), Result: pb.Compare_EQUAL, Target: pb.Compare_VALUE,
+		TargetUnion: &pb.Compare_Value{Value: p.OwnerValue},
+	}}}}}
 }
 
 // commitNested commits batch as one transaction of nested transactions, each with its
@@ -323,8 +413,13 @@ func (b *Batcher) commitNested(batch []*batchReq) {
 // txn commits one transaction for batch and counts it. When the commit fails it tells
 // every write of the batch and reports false.
 func (b *Batcher) txn(batch []*batchReq, cmps []*pb.Compare, then []*pb.RequestOp) (*pb.TxnResponse, bool) {
+	return b.txnElse(batch, cmps, then, nil)
+}
+
+// txnElse is txn with operations for when the conditions fail.
+func (b *Batcher) txnElse(batch []*batchReq, cmps []*pb.Compare, then, orElse []*pb.RequestOp) (*pb.TxnResponse, bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	resp, err := b.txnFn(ctx, &pb.TxnRequest{Compare: cmps, Success: then})
+	resp, err := b.txnFn(ctx, &pb.TxnRequest{Compare: cmps, Success: then, Failure: orElse})
 	if err != nil {
 		// As clientv3 reports them: etcd's own errors (rpctypes), or the context's.
 		err = clientv3.ContextError(ctx, err)
@@ -338,12 +433,15 @@ func (b *Batcher) txn(batch []*batchReq, cmps []*pb.Compare, then []*pb.RequestO
 		return nil, false
 	}
 	if resp.Succeeded {
-		b.mu.Lock()
-		b.stats.Commits++
-		b.stats.Writes += int64(len(batch))
-		b.mu.Unlock()
+		b.count(func(s *BatchStats) { s.Commits++; s.Writes += int64(len(batch)) })
 	}
 	return resp, true
+}
+
+func (b *Batcher) count(f func(*BatchStats)) {
+	b.mu.Lock()
+	f(&b.stats)
+	b.mu.Unlock()
 }
 
 // appendWriteOps appends the puts of one write to ops: its key, then its extras. The

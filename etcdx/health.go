@@ -21,9 +21,10 @@ func (s *Store) DeleteRev(ctx context.Context, key string, modRev int64) error {
 	if modRev <= 0 {
 		return fmt.Errorf("delete %s: mod revision %d: %w", key, modRev, ErrConflict)
 	}
+	bumps := s.fenceOps(key)
 	resp, err := s.c.Txn(ctx).
 		If(clientv3.Compare(clientv3.ModRevision(key), "=", modRev)).
-		Then(clientv3.OpDelete(key)).
+		Then(append([]clientv3.Op{clientv3.OpDelete(key)}, bumps...)...).
 		Else(clientv3.OpGet(key, clientv3.WithCountOnly())). // gone, or changed?
 		Commit()
 	if err != nil {
@@ -35,6 +36,7 @@ func (s *Store) DeleteRev(ctx context.Context, key string, modRev int64) error {
 		}
 		return fmt.Errorf("delete %s: %w", key, ErrConflict)
 	}
+	s.fenced(bumps, resp.Header.Revision)
 	return nil
 }
 

@@ -83,6 +83,33 @@ func kvFrom(kv *mvccpb.KeyValue) KV {
 // Store is Picket's key-value access to etcd. It is safe for concurrent use.
 type Store struct {
 	c *clientv3.Client
+	// fenced: writes through the Store to keys under fencedPrefix also bump fence.
+	fencedPrefix string
+	fence        *Fence
+	fenceBy      string
+}
+
+// FenceWrites makes every write through s (Create, Update, Put, Delete, DeleteRev, Txn)
+// to a key under prefix also bump f in the same transaction, with by as its value: the
+// keys' usual writer then notices it (see Fence). Call it before the Store is shared.
+func (s *Store) FenceWrites(prefix string, f *Fence, by string) {
+	s.fencedPrefix, s.fence, s.fenceBy = prefix, f, by
+}
+
+// fenceOps returns the bump to add to a transaction writing key (none when key is not
+// fenced).
+func (s *Store) fenceOps(key string) []clientv3.Op {
+	if s.fence == nil || !strings.HasPrefix(key, s.fencedPrefix) {
+		return nil
+	}
+	return []clientv3.Op{s.fence.BumpOp(s.fenceBy)}
+}
+
+// fenced records the revision of a committed transaction that bumped the fence.
+func (s *Store) fenced(bumps []clientv3.Op, rev int64) {
+	if len(bumps) > 0 {
+		s.fence.Observe(rev)
+	}
 }
 
 // NewStore returns a Store using c. The caller keeps ownership of c and closes it.
@@ -110,9 +137,10 @@ func (s *Store) Get(ctx context.Context, key string) (KV, error) {
 // Create stores val at key if the key does not exist, and returns its mod revision. It
 // fails with an error wrapping ErrExists otherwise.
 func (s *Store) Create(ctx context.Context, key string, val []byte) (int64, error) {
+	bumps := s.fenceOps(key)
 	resp, err := s.c.Txn(ctx).
 		If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
-		Then(clientv3.OpPut(key, string(val))).
+		Then(append([]clientv3.Op{clientv3.OpPut(key, string(val))}, bumps...)...).
 		Commit()
 	if err != nil {
 		return 0, fmt.Errorf("create %s: %w", key, err)
@@ -120,6 +148,7 @@ func (s *Store) Create(ctx context.Context, key string, val []byte) (int64, erro
 	if !resp.Succeeded {
 		return 0, fmt.Errorf("%s: %w", key, ErrExists)
 	}
+	s.fenced(bumps, resp.Header.Revision)
 	return resp.Header.Revision, nil
 }
 
@@ -127,12 +156,13 @@ func (s *Store) Create(ctx context.Context, key string, val []byte) (int64, erro
 // swap), and returns the new mod revision. It fails with an error wrapping ErrNotFound if
 // the key does not exist and ErrConflict if it changed since modRev.
 func (s *Store) Update(ctx context.Context, key string, val []byte, modRev int64) (int64, error) {
+	bumps := s.fenceOps(key)
 	resp, err := s.c.Txn(ctx).
 		If(
 			clientv3.Compare(clientv3.CreateRevision(key), ">", 0),
 			clientv3.Compare(clientv3.ModRevision(key), "=", modRev),
 		).
-		Then(clientv3.OpPut(key, string(val))).
+		Then(append([]clientv3.Op{clientv3.OpPut(key, string(val))}, bumps...)...).
 		Else(clientv3.OpGet(key, clientv3.WithKeysOnly())).
 		Commit()
 	if err != nil {
@@ -144,11 +174,20 @@ func (s *Store) Update(ctx context.Context, key string, val []byte, modRev int64
 		}
 		return 0, fmt.Errorf("%s: %w", key, ErrConflict)
 	}
+	s.fenced(bumps, resp.Header.Revision)
 	return resp.Header.Revision, nil
 }
 
 // Put stores val at key whether or not it exists, and returns its mod revision.
 func (s *Store) Put(ctx context.Context, key string, val []byte) (int64, error) {
+	if bumps := s.fenceOps(key); bumps != nil {
+		resp, err := s.c.Txn(ctx).Then(append([]clientv3.Op{clientv3.OpPut(key, string(val))}, bumps...)...).Commit()
+		if err != nil {
+			return 0, fmt.Errorf("put %s: %w", key, err)
+		}
+		s.fenced(bumps, resp.Header.Revision)
+		return resp.Header.Revision, nil
+	}
 	resp, err := s.c.Put(ctx, key, string(val))
 	if err != nil {
 		return 0, fmt.Errorf("put %s: %w", key, err)
@@ -158,6 +197,20 @@ func (s *Store) Put(ctx context.Context, key string, val []byte) (int64, error) 
 
 // Delete removes key, or fails with an error wrapping ErrNotFound.
 func (s *Store) Delete(ctx context.Context, key string) error {
+	if bumps := s.fenceOps(key); bumps != nil {
+		resp, err := s.c.Txn(ctx).
+			If(clientv3.Compare(clientv3.CreateRevision(key), ">", 0)).
+			Then(append([]clientv3.Op{clientv3.OpDelete(key)}, bumps...)...).
+			Commit()
+		if err != nil {
+			return fmt.Errorf("delete %s: %w", key, err)
+		}
+		if !resp.Succeeded {
+			return fmt.Errorf("%s: %w", key, ErrNotFound)
+		}
+		s.fenced(bumps, resp.Header.Revision)
+		return nil
+	}
 	resp, err := s.c.Delete(ctx, key)
 	if err != nil {
 		return fmt.Errorf("delete %s: %w", key, err)
@@ -273,6 +326,7 @@ func (s *Store) Txn(ctx context.Context, ops ...Op) error {
 		then    []clientv3.Op
 		checks  []clientv3.Op
 		checked []Op
+		bumps   []clientv3.Op
 	)
 	for _, op := range ops {
 		switch op.kind {
@@ -295,7 +349,11 @@ func (s *Store) Txn(ctx context.Context, ops ...Op) error {
 			checks = append(checks, clientv3.OpGet(op.key, clientv3.WithKeysOnly()))
 			checked = append(checked, op)
 		}
+		if bumps == nil {
+			bumps = s.fenceOps(op.key)
+		}
 	}
+	then = append(then, bumps...)
 	resp, err := s.c.Txn(ctx).If(cmps...).Then(then...).Else(checks...).Commit()
 	if err != nil {
 		if errors.Is(err, rpctypes.ErrDuplicateKey) {
@@ -304,6 +362,7 @@ func (s *Store) Txn(ctx context.Context, ops ...Op) error {
 		return fmt.Errorf("txn: %w", err)
 	}
 	if resp.Succeeded {
+		s.fenced(bumps, resp.Header.Revision)
 		return nil
 	}
 	// The else branch read every conditional key at the revision the comparisons saw,

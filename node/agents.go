@@ -112,15 +112,20 @@ func (n *Node) entityConfig(ctx context.Context, ns, name string) (*events.Entit
 
 // handleAgentEvent persists a keepalive or a check result from an agent. It returns
 // once etcd committed it, which is when the gateway acknowledges it.
-func (n *Node) handleAgentEvent(ctx context.Context, ev *events.Event, keepalive bool) error {
+func (n *Node) handleAgentEvent(ctx context.Context, ev *events.Event, keepalive bool, from agentgw.Origin) error {
 	now := time.Now()
 	if keepalive {
-		return n.handleKeepalive(ctx, ev, now)
+		return n.handleKeepalive(ctx, ev, now, from.Session)
 	}
-	return n.handleResult(ctx, ev, now, nil)
+	// The session owns its own agent's events only (owners.go).
+	var session uint64
+	if ev.Entity.Metadata.Name == from.Agent && ev.Entity.Metadata.Namespace == from.Namespace {
+		session = from.Session
+	}
+	return n.handleResult(ctx, ev, now, nil, session)
 }
 
-func (n *Node) handleKeepalive(ctx context.Context, ev *events.Event, now time.Time) error {
+func (n *Node) handleKeepalive(ctx context.Context, ev *events.Event, now time.Time, session uint64) error {
 	ent := ev.Entity
 	ns, name := ent.Metadata.Namespace, ent.Metadata.Name
 	ent.LastSeen = now.Unix()
@@ -147,7 +152,7 @@ func (n *Node) handleKeepalive(ctx context.Context, ev *events.Event, now time.T
 	kev := keepaliveEvent(ent, chk, 0, fmt.Sprintf("Keepalive last sent from %s at %s", name, now.UTC().Format(time.RFC3339)), now)
 	n.beforeStore(kev, now)
 	// A keepalive has no ID, so it is never taken for a resend: always stored.
-	_, err = n.writeEvent(ctx, kev, now,
+	_, err = n.writeEvent(ctx, kev, now, session,
 		etcdx.Write{Key: entityKey(ns, name), Value: entVal},
 		etcdx.Write{Key: keepaliveKey(ns, name), Value: recVal},
 	)
@@ -191,8 +196,9 @@ func (n *Node) nextEventState(ctx context.Context, ev *events.Event, now time.Ti
 
 // handleResult stores a check result as the latest event of its entity and check,
 // creating a proxy entity when the check names one. extra ops commit in the same
-// transaction (the monitors fence their writes that way).
-func (n *Node) handleResult(ctx context.Context, ev *events.Event, now time.Time, cmp []clientv3.Cmp, extra ...etcdx.Write) error {
+// transaction (the monitors fence their writes that way). session is the agent session
+// that owns the entity's events and delivered the result, 0 for anyone else.
+func (n *Node) handleResult(ctx context.Context, ev *events.Event, now time.Time, cmp []clientv3.Cmp, session uint64, extra ...etcdx.Write) error {
 	if ev.Check == nil || ev.Check.Metadata.Name == "" {
 		if ev.HasMetrics() {
 			// Metrics-only events are handled by the pipeline, not stored: refuse them
@@ -219,6 +225,7 @@ func (n *Node) handleResult(ctx context.Context, ev *events.Event, now time.Time
 			ops = append(ops, etcdx.Write{Key: entityKey(ns, p), Value: val})
 		}
 		ev.Entity = proxy
+		session = 0
 	} else if ev.Entity.EntityClass == "" {
 		ev.Entity.EntityClass = events.EntityAgent
 	}
@@ -239,7 +246,7 @@ func (n *Node) handleResult(ctx context.Context, ev *events.Event, now time.Time
 		// Agent results go through the in-memory state and the grouped writer. A resend
 		// of a result already stored is acknowledged without being stored or handled
 		// again.
-		stored, err := n.writeEvent(ctx, ev, now, ops...)
+		stored, err := n.writeEvent(ctx, ev, now, session, ops...)
 		if err != nil {
 			return err
 		}
@@ -257,7 +264,7 @@ func (n *Node) handleResult(ctx context.Context, ev *events.Event, now time.Time
 	for _, w := range ops {
 		then = append(then, w.Op())
 	}
-	then = append(then, clientv3.OpPut(key, string(val)))
+	then = append(then, clientv3.OpPut(key, string(val)), n.fence.BumpOp(n.cfg.Name))
 	resp, err := n.client.Txn(ctx).If(cmp...).Then(then...).Commit()
 	if err != nil {
 		return fmt.Errorf("store event %s: %w", key, err)
@@ -265,6 +272,7 @@ func (n *Node) handleResult(ctx context.Context, ev *events.Event, now time.Time
 	if !resp.Succeeded {
 		return etcdx.ErrConflict
 	}
+	n.fence.Observe(resp.Header.Revision)
 	n.afterStore(ev)
 	return nil
 }
@@ -277,5 +285,5 @@ func (n *Node) storeAPIEvent(ctx context.Context, ev *events.Event) error {
 	if ev.Entity.EntityClass == "" {
 		ev.Entity.EntityClass = events.EntityProxy
 	}
-	return n.handleResult(ctx, ev, time.Now(), nil)
+	return n.handleResult(ctx, ev, time.Now(), nil, 0)
 }

@@ -83,6 +83,11 @@ type stateEntry struct {
 	hasState bool
 	id       string
 	rev      int64
+	// settled is the fence revision under which session settledBy's write of this
+	// key committed (0: none since): that session's next write needs no condition of
+	// its own while the fence stands there (owners.go).
+	settled   int64
+	settledBy uint64
 	// recent holds the IDs of the last 16 events stored at this key that this server
 	// wrote or read, so a result an agent resends (its ack was lost) is acknowledged, not
 	// stored twice.
@@ -293,8 +298,10 @@ func (c *stateCache) len() int {
 // writeEvent computes ev's state from the previous event of its entity and check and
 // stores it through the grouped writer, with extra puts committed alongside. It
 // returns once the write is committed, reporting false when ev was a resend of a
-// result already stored (by its ID), which it leaves alone.
-func (n *Node) writeEvent(ctx context.Context, ev *events.Event, now time.Time, extra ...etcdx.Write) (stored bool, err error) {
+// result already stored (by its ID), which it leaves alone. session is the agent
+// session that owns the entity's events and delivered ev, 0 for any other writer, which
+// moves the events fence (owners.go).
+func (n *Node) writeEvent(ctx context.Context, ev *events.Event, now time.Time, session uint64, extra ...etcdx.Write) (stored bool, err error) {
 	ns := ev.Entity.Metadata.Namespace
 	key := eventKey(ns, ev.Entity.Metadata.Name, ev.Check.Metadata.Name)
 	ev.Check.Metadata.Namespace = ns
@@ -310,6 +317,9 @@ func (n *Node) writeEvent(ctx context.Context, ev *events.Event, now time.Time, 
 		return false, nil
 	}
 	silenced, isSilenced := ev.Check.Silenced, ev.Check.IsSilenced
+	// bump: this write moves the fence, as every write but the owner's does, and the
+	// owner's after someone else wrote the key.
+	bump := session == 0
 	for attempt := 0; attempt < 8; attempt++ {
 		var last *events.CheckState
 		if e.hasState {
@@ -330,13 +340,28 @@ func (n *Node) writeEvent(ctx context.Context, ev *events.Event, now time.Time, 
 		if err != nil {
 			return false, err
 		}
-		res, err := n.batch.Put(ctx, etcdx.CondPut{Key: key, Value: val, ModRev: e.rev, Extra: extra})
+		put := etcdx.CondPut{Key: key, Value: val, ModRev: e.rev, Extra: extra}
+		if bump {
+			put.Extra = append(extra[:len(extra):len(extra)], n.fence.Bump(n.cfg.Name))
+		} else if f := n.fence.Current(); f > 0 {
+			put.Fence = f
+			put.Skip = e.settled == f && e.settledBy == session
+			if !put.Skip {
+				put.Owner, put.OwnerValue = ownerKey(ns, ev.Entity.Metadata.Name), n.ownerValue(session)
+			}
+		}
+		res, err := n.batch.Put(ctx, put)
 		if err != nil {
 			n.states.unload(e) // the outcome is unknown: read through next time
 			return false, err
 		}
 		if res.Written {
 			e.setStored(ev, res.Rev)
+			if bump {
+				n.fence.Observe(res.Rev)
+			} else if res.Settled > 0 {
+				e.settled, e.settledBy = res.Settled, session
+			}
 			if len(ending) > 0 {
 				n.pipe.silences.end(ev, ending)
 			}
@@ -355,6 +380,7 @@ func (n *Node) writeEvent(ctx context.Context, ev *events.Event, now time.Time, 
 		if e.seen(ev.ID) {
 			return false, nil // what was written meanwhile is this very result, resent
 		}
+		bump = true
 	}
 	return false, fmt.Errorf("store event %s: %w", key, etcdx.ErrConflict)
 }
@@ -367,6 +393,7 @@ func (n *Node) writeEvent(ctx context.Context, ev *events.Event, now time.Time, 
 // shared, never changed: each new event gets a fresh one (events.UpdateState).
 func (e *stateEntry) setStored(ev *events.Event, rev int64) {
 	e.state, e.hasState = events.StateOf(ev)
+	e.settled, e.settledBy = 0, 0
 	if ev != nil && ev.ID != "" && !e.seen(ev.ID) {
 		i := e.next % len(e.recent)
 		e.recent[i], e.recentSum[i] = ev.ID, idHash(ev.ID)

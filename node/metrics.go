@@ -33,6 +33,8 @@ func (n *Node) registerGatewayMetrics(commitSeconds prometheus.Histogram) {
 		counter("picket_event_state_entity_reads_total", "Reads from etcd of all of an entity's events at once, on the first result of the entity this server has no state for.", func() float64 { return float64(n.states.entityReads.Load()) }),
 		counter("picket_event_state_key_reads_total", "Reads from etcd of one entity/check's event, for an entity with more events than one read takes (256).", func() float64 { return float64(n.states.keyReads.Load()) }),
 		counter("picket_event_write_conflicts_total", "Event writes whose condition failed because another server, a monitor or the API stored the event since this server read it; the stored event is read and built on.", func() float64 { return float64(n.states.conflicts.Load()) }),
+		counter("picket_event_writes_unconditional_total", "Event writes of an agent's own session, settled under the events fence, committed without a condition of their own (the transaction compared the fence once).", func() float64 { return float64(n.batch.Stats().Skipped) }),
+		counter("picket_event_commits_fenced_total", "Grouped transactions refused because another writer moved the events fence; their writes were committed with their own conditions.", func() float64 { return float64(n.batch.Stats().Fenced) }),
 		commitSeconds,
 	)
 }

@@ -126,8 +126,10 @@ func (n *Node) raiseKeepalive(ctx context.Context, l *etcdx.Leadership, ns, name
 			clientv3.OpDelete(etcdx.Key("events", ns, name)+"/", clientv3.WithPrefix()),
 			clientv3.OpDelete(etcdx.Key("ttl", ns, name)+"/", clientv3.WithPrefix()),
 			clientv3.OpDelete(keepaliveKey(ns, name)),
+			n.fence.BumpOp(n.cfg.Name),
 		).Commit()
 		if err == nil && resp.Succeeded {
+			n.fence.Observe(resp.Header.Revision)
 			n.log.Info("entity deregistered after its keepalives stopped", "entity", name, "namespace", ns, "silent_for", fmt.Sprintf("%ds", age))
 			if ent != nil && ent.Deregistration.Handler != "" {
 				ev := keepaliveEvent(ent, chk, 1, fmt.Sprintf("Entity %s deregistered: no keepalive for %d seconds", name, age), now)
@@ -149,7 +151,7 @@ func (n *Node) raiseKeepalive(ctx context.Context, l *etcdx.Leadership, ns, name
 	ev := keepaliveEvent(ent, chk, status, output, now)
 	rec.Status = status
 	recVal, _ := json.Marshal(rec)
-	err = n.handleResult(ctx, ev, now, fence, etcdx.Write{Key: keepaliveKey(ns, name), Value: recVal})
+	err = n.handleResult(ctx, ev, now, fence, 0, etcdx.Write{Key: keepaliveKey(ns, name), Value: recVal})
 	if err == nil {
 		n.log.Info("keepalive event raised", "entity", name, "namespace", ns, "status", status, "silent_for", fmt.Sprintf("%ds", age))
 	}
@@ -207,7 +209,7 @@ func (n *Node) raiseTTL(ctx context.Context, l *etcdx.Leadership, ns, entity, ch
 		clientv3.Compare(clientv3.CreateRevision(l.Key()), "=", l.Rev),
 		clientv3.Compare(clientv3.ModRevision(ttlKey(ns, entity, check)), "=", wr.rev),
 	}
-	err = n.handleResult(ctx, ev, now, fence, etcdx.Write{Key: ttlKey(ns, entity, check), Value: recVal})
+	err = n.handleResult(ctx, ev, now, fence, 0, etcdx.Write{Key: ttlKey(ns, entity, check), Value: recVal})
 	if err == nil {
 		n.log.Info("ttl event raised", "entity", entity, "check", check, "namespace", ns)
 	}

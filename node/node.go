@@ -68,8 +68,12 @@ type Node struct {
 	httpSrv *http.Server
 	apiURL  string
 
-	batch    *etcdx.Batcher
-	states   *stateCache
+	batch  *etcdx.Batcher
+	states *stateCache
+	// fence moves on every write of an event by anyone but the owner of its agent's
+	// session; nonce makes this process's claims on agents unique (owners.go).
+	fence    *etcdx.Fence
+	nonce    string
 	gateway  *agentgw.Gateway
 	pipe     *pipelineState
 	agentSrv *http.Server
@@ -107,7 +111,8 @@ func New(cfg Config) *Node {
 	if cfg.AgentAckDelay == 0 {
 		cfg.AgentAckDelay = DefaultAgentAckDelay
 	}
-	return &Node{cfg: cfg, log: cfg.Logger, errc: make(chan error, 4), stop: make(chan struct{})}
+	return &Node{cfg: cfg, log: cfg.Logger, errc: make(chan error, 4), stop: make(chan struct{}),
+		fence: etcdx.NewFence(etcdx.Key("fences", "events")), nonce: newNonce()}
 }
 
 // Start brings the node up in order: the API listener (so a busy port fails at once),
@@ -186,6 +191,7 @@ func (n *Node) Start(ctx context.Context) (err error) {
 		return fmt.Errorf("connect to etcd %v: %w", clientCfg.Endpoints, err)
 	}
 	n.store = etcdx.NewStore(n.client)
+	n.store.FenceWrites(etcdx.Key("events")+"/", n.fence, n.cfg.Name)
 	// Grouped event writes: embedded members accept 1024 operations per transaction,
 	// an external etcd keeps its default of 128.
 	maxOps, txn := etcdx.ExternalBatchOps, etcdx.ClientTxn(n.client)
@@ -197,6 +203,7 @@ func (n *Node) Start(ctx context.Context) (err error) {
 		maxOps, txn = etcdx.EmbeddedBatchOps, n.etcd.ServerTxn()
 	}
 	n.batch = etcdx.NewBatcher(txn, etcdx.BatchWorkers, maxOps, etcdx.BatchDelay)
+	n.batch.SetFence(n.fence)
 	n.states = newStateCache(200_000)
 
 	// The first reads from etcd: bounded, so a member that never answers is reported
@@ -278,7 +285,9 @@ func (n *Node) startGateway(ln net.Listener) {
 			Authenticate:    auth.Authenticate,
 			NamespaceExists: n.namespaceExists,
 			EntityConfig:    n.entityConfig,
+			Connected:       n.claimAgent,
 			HandleEvent:     n.handleAgentEvent,
+			Disconnected:    n.releaseAgent,
 		},
 		MaxSessions:   maxAgentSessions(),
 		AckDelay:      n.cfg.AgentAckDelay,
@@ -303,6 +312,11 @@ func (n *Node) startGateway(ln net.Listener) {
 // startBackground starts what runs for the node's lifetime: delivery of check requests
 // to local agents and the campaigns for the elected tasks.
 func (n *Node) startBackground(ctx context.Context) {
+	n.bgWG.Add(1)
+	go func() {
+		defer n.bgWG.Done()
+		n.fence.Follow(ctx, n.client, n.cfg.Name, func(err error) { n.log.Info("events fence watch restarts", "err", err) })
+	}()
 	if n.gateway != nil {
 		n.bgWG.Add(1)
 		go func() {

@@ -35,6 +35,11 @@ type Options struct {
 	NoInit bool
 	// TaskTTL overrides how long a dead node keeps its elected tasks (seconds).
 	TaskTTL int
+	// Etcd, when set, starts a second server on the etcd of another test node (its
+	// client URLs, Store().Client().Endpoints()) instead of an embedded member; Name
+	// then names it (default "test2").
+	Etcd []string
+	Name string
 }
 
 // Node is a running test node.
@@ -70,7 +75,7 @@ func StartWith(t testing.TB, o Options) *Node {
 		ports := FreePorts(t, 2)
 		client := fmt.Sprintf("http://127.0.0.1:%d", ports[0])
 		peer := fmt.Sprintf("http://127.0.0.1:%d", ports[1])
-		n = node.New(node.Config{
+		cfg := node.Config{
 			Name:               "test",
 			APIListenAddress:   "127.0.0.1:0",
 			AgentListenAddress: "127.0.0.1:0",
@@ -84,7 +89,14 @@ func StartWith(t testing.TB, o Options) *Node {
 				ListenPeerURLs: []string{peer}, InitialAdvertisePeerURLs: []string{peer},
 				InitialCluster: "test=" + peer, InitialClusterState: "new",
 			},
-		})
+		}
+		if len(o.Etcd) > 0 {
+			cfg.Embed, cfg.Client.Endpoints, cfg.Name = nil, o.Etcd, o.Name
+			if cfg.Name == "" {
+				cfg.Name = "test2"
+			}
+		}
+		n = node.New(cfg)
 		err := n.Start(ctx)
 		if err == nil {
 			break

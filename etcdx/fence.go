@@ -1,0 +1,130 @@
+package etcdx
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// Fence lets the usual writer of a set of keys drop the condition of each write, and
+// keep one condition per grouped transaction instead.
+//
+// A writer that caches what it stored (the server holding an agent's session caches
+// that agent's events) normally conditions each write on the key's mod revision, so a
+// write by anyone else meanwhile is noticed, never overwritten blindly. That condition
+// costs etcd a read of the key's stored value per write. With a Fence, every other
+// writer of those keys also puts the fence key (Bump) in the same transaction. A cached
+// copy confirmed while the fence key stood at revision F (settled under F) is then
+// still the stored value as long as the fence key is still at F, and a grouped commit
+// checks that once for all its settled writes (CondPut.Skip).
+//
+// A Fence follows its key with a watch (Follow), so a server learns of a bump within a
+// round trip; the transaction's own comparison of the fence is what makes it safe.
+type Fence struct {
+	// Key is the fence key.
+	Key string
+	rev atomic.Int64 // the fence key's mod revision as last seen; -1: not known yet
+	// changed is when rev last moved (unix nanoseconds).
+	changed atomic.Int64
+}
+
+// FenceQuiet is how long a fence must stand still before writes settle under it again.
+// Bumps come in bursts (agents reconnecting after a failover, a script writing events
+// through the API): while they last, a transaction that compares the fence would
+// likely be refused and redone, so writes keep their own conditions instead.
+const FenceQuiet = time.Second
+
+// NewFence returns a fence on key whose revision is not known yet.
+func NewFence(key string) *Fence {
+	f := &Fence{Key: key}
+	f.rev.Store(-1)
+	f.changed.Store(time.Now().UnixNano())
+	return f
+}
+
+// Observe records that the fence key stood at mod revision rev (or later).
+func (f *Fence) Observe(rev int64) {
+	for {
+		cur := f.rev.Load()
+		if rev <= cur {
+			return
+		}
+		if f.rev.CompareAndSwap(cur, rev) {
+			f.changed.Store(time.Now().UnixNano())
+			return
+		}
+	}
+}
+
+// Current returns the fence revision writes may settle under now: 0 while it is not
+// known or has moved within FenceQuiet.
+func (f *Fence) Current() int64 {
+	if f == nil {
+		return 0
+	}
+	rev := f.rev.Load()
+	if rev <= 0 || time.Now().UnixNano()-f.changed.Load() < int64(FenceQuiet) {
+		return 0
+	}
+	return rev
+}
+
+// Bump is the write that moves the fence; by is recorded as its value (who wrote last).
+func (f *Fence) Bump(by string) Write { return Write{Key: f.Key, Value: []byte(by)} }
+
+// BumpOp is Bump as a clientv3 operation.
+func (f *Fence) BumpOp(by string) clientv3.Op { return clientv3.OpPut(f.Key, by) }
+
+// Follow keeps the fence's revision current until ctx ends: it creates the fence key
+// when it does not exist (so its revision is never 0), reads it, and watches it,
+// starting again after an error.
+func (f *Fence) Follow(ctx context.Context, c *clientv3.Client, by string, onErr func(error)) {
+	for ctx.Err() == nil {
+		rev, err := f.read(ctx, c, by)
+		if err == nil {
+			f.Observe(rev)
+			wctx, cancel := context.WithCancel(ctx)
+			for resp := range c.Watch(clientv3.WithRequireLeader(wctx), f.Key, clientv3.WithRev(rev+1)) {
+				if err = resp.Err(); err != nil {
+					break
+				}
+				for _, ev := range resp.Events {
+					f.Observe(ev.Kv.ModRevision)
+				}
+			}
+			cancel()
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		if err != nil && onErr != nil {
+			onErr(err)
+		}
+		Sleep(ctx, time.Second)
+	}
+}
+
+// read returns the fence key's mod revision, creating the key first when it is missing.
+func (f *Fence) read(ctx context.Context, c *clientv3.Client, by string) (int64, error) {
+	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	resp, err := c.Txn(rctx).
+		If(clientv3.Compare(clientv3.CreateRevision(f.Key), "=", 0)).
+		Then(clientv3.OpPut(f.Key, by)).
+		Else(clientv3.OpGet(f.Key, clientv3.WithKeysOnly())).
+		Commit()
+	if err != nil {
+		return 0, err
+	}
+	if resp.Succeeded {
+		return resp.Header.Revision, nil
+	}
+	kvs := resp.Responses[0].GetResponseRange().GetKvs()
+	if len(kvs) == 0 {
+		return 0, fmt.Errorf("fence key %s was deleted while being read", f.Key)
+	}
+	return kvs[0].ModRevision, nil
+}

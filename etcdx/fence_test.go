@@ -1,0 +1,137 @@
+package etcdx_test
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/picketmon/picket/etcdx"
+)
+
+// putTogether submits puts at once to a batcher with one worker and a long gather delay,
+// so they commit in one flat transaction, and returns their results in order.
+func putTogether(t *testing.T, b *etcdx.Batcher, puts ...etcdx.CondPut) []etcdx.CondResult {
+	t.Helper()
+	out := make([]etcdx.CondResult, len(puts))
+	errs := make([]error, len(puts))
+	var wg sync.WaitGroup
+	for i, p := range puts {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			out[i], errs[i] = b.Put(context.Background(), p)
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("put %s: %v", puts[i].Key, err)
+		}
+	}
+	return out
+}
+
+// TestFenceSettlesAndSkips: writes that carry the fence's revision settle under it when
+// their owner check holds; settled writes then commit without their own condition while
+// the fence stands; once anyone else moved the fence, the transaction is refused and the
+// same writes are committed with their own conditions, so a key changed meanwhile is
+// reported as changed, never overwritten blindly.
+func TestFenceSettlesAndSkips(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs the shared etcd member")
+	}
+	ctx := context.Background()
+	cli := sharedStore.Client()
+	prefix := etcdx.Key("fencetest")
+	t.Cleanup(func() { cli.Delete(context.Background(), prefix+"/", clientv3.WithPrefix()) })
+	f := etcdx.NewFence(prefix + "/fence")
+	fctx, stop := context.WithCancel(ctx)
+	defer stop()
+	go f.Follow(fctx, cli, "test", func(err error) { t.Log("fence:", err) })
+	// The fence is created by Follow and usable once it stood still for FenceQuiet.
+	deadline := time.Now().Add(10 * time.Second)
+	for f.Current() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the fence's revision never became known")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	fence := f.Current()
+
+	b := etcdx.NewBatcher(shared.ServerTxn(), 1, 100, 100*time.Millisecond)
+	defer b.Close()
+	b.SetFence(f)
+	owner := prefix + "/owner"
+	if _, err := cli.Put(ctx, owner, "me"); err != nil {
+		t.Fatal(err)
+	}
+	k1, k2 := prefix+"/k1", prefix+"/k2"
+
+	// Created, owner check holds for k1 and not for k2: only k1 settles.
+	res := putTogether(t, b,
+		etcdx.CondPut{Key: k1, Value: []byte("1a"), ModRev: 0, Fence: fence, Owner: owner, OwnerValue: []byte("me")},
+		etcdx.CondPut{Key: k2, Value: []byte("2a"), ModRev: 0, Fence: fence, Owner: owner, OwnerValue: []byte("someone else")},
+	)
+	if !res[0].Written || !res[1].Written || res[0].Settled != fence || res[1].Settled != 0 {
+		t.Fatalf("first writes: %+v; want both written, k1 settled under %d, k2 not", res, fence)
+	}
+	rev1 := res[0].Rev
+
+	// Settled and skipping: the condition a writer passes (here a wrong one) is not
+	// checked while the fence stands.
+	res = putTogether(t, b,
+		etcdx.CondPut{Key: k1, Value: []byte("1b"), ModRev: 1, Fence: fence, Skip: true},
+		etcdx.CondPut{Key: k2, Value: []byte("2b"), ModRev: rev1, Fence: fence, Owner: owner, OwnerValue: []byte("me")},
+	)
+	if !res[0].Written || !res[1].Written || res[0].Settled != fence || res[1].Settled != fence {
+		t.Fatalf("settled writes: %+v; want both written and settled under %d", res, fence)
+	}
+	if st := b.Stats(); st.Skipped != 1 {
+		t.Fatalf("stats %+v: want 1 write committed without its own condition", st)
+	}
+	rev2 := res[0].Rev
+
+	// Someone else writes k1 and moves the fence, as every other writer does.
+	st := etcdx.NewStore(cli)
+	st.FenceWrites(prefix+"/k", f, "other")
+	if _, err := st.Put(ctx, k1, []byte("theirs")); err != nil {
+		t.Fatal(err)
+	}
+	// The owner's next writes still carry the old fence (its watch may not have told it
+	// yet): the transaction is refused, and each write is committed on its own
+	// condition. k1 changed since rev2 and is reported with its current value.
+	res = putTogether(t, b,
+		etcdx.CondPut{Key: k1, Value: []byte("1c"), ModRev: rev2, Fence: fence, Skip: true},
+		etcdx.CondPut{Key: k2, Value: []byte("2c"), ModRev: rev2, Fence: fence, Skip: true},
+	)
+	if res[0].Written || string(res[0].Current.Value) != "theirs" || !res[1].Written || res[1].Settled != 0 {
+		t.Fatalf("after the fence moved: %+v; want k1 refused with their value, k2 written, unsettled", res)
+	}
+	if st := b.Stats(); st.Fenced != 1 {
+		t.Fatalf("stats %+v: want 1 transaction refused by the fence", st)
+	}
+	if got, _ := sharedStore.Get(ctx, k1); string(got.Value) != "theirs" {
+		t.Fatalf("k1 = %q; the other writer's value was overwritten", got.Value)
+	}
+	// The fence's new revision is known, and usable after FenceQuiet.
+	if f.Current() != 0 {
+		t.Fatalf("fence usable at once after it moved (%d)", f.Current())
+	}
+	time.Sleep(etcdx.FenceQuiet + 100*time.Millisecond)
+	if now := f.Current(); now <= fence {
+		t.Fatalf("fence revision %d after the move; want above %d", now, fence)
+	}
+
+	// Deletes through the Store move it too.
+	before := f.Current()
+	if err := st.Delete(ctx, k2); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(etcdx.FenceQuiet + 100*time.Millisecond)
+	if f.Current() <= before {
+		t.Fatalf("fence at %d after a delete; want above %d", f.Current(), before)
+	}
+}

@@ -1,0 +1,107 @@
+package node
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"strconv"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/picketmon/picket/agentgw"
+	"github.com/picketmon/picket/etcdx"
+)
+
+// Agent results are stored by the server that holds the agent's session, which keeps
+// each check's latest stored state in memory (stateCache). Writes of that cached state
+// used to be conditioned, each, on the key's mod revision; that read is the largest
+// single cost of etcd's apply loop at 20,000 events/s. Now the session's server owns
+// the agent's events while the session lasts, and a write of a state it settled needs
+// no condition of its own:
+//
+//   - A session claims its agent (ownerKey holds the session's ownerValue) before its
+//     frames are read. Taking the claim over from another session, here or on another
+//     server, bumps the events fence (etcdx.Fence).
+//   - Every other write of an event bumps the fence in its own transaction: the API,
+//     the keepalive and TTL monitors, deregistration, results for proxy entities or for
+//     entities other than the session's own agent, and a retry of the owner's write
+//     after its condition failed (someone else wrote the key).
+//   - The owner's write of a state it holds settles when it commits while the fence
+//     stands at a revision F and the claim is still the session's; later writes of that
+//     key by the same session then carry no condition, and their grouped transaction
+//     compares the fence to F once instead. Any write by someone else moves the fence,
+//     which refuses that transaction; its writes are then committed with their own
+//     conditions, as before.
+//
+// A session's claim is removed when it ends, after its last event was stored.
+
+// ownerKey is the claim on an agent's events.
+func ownerKey(ns, name string) string { return etcdx.Key("owners", ns, name) }
+
+// ownerValue is what the claim of session id holds: unique to this process and session.
+func (n *Node) ownerValue(id uint64) []byte {
+	return []byte(n.cfg.Name + "/" + n.nonce + "/" + strconv.FormatUint(id, 10))
+}
+
+func newNonce() string {
+	b := make([]byte, 8)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// claimAgent records that session from owns its agent's events, and moves the fence
+// when another session held them.
+func (n *Node) claimAgent(ctx context.Context, from agentgw.Origin) error {
+	key, val := ownerKey(from.Namespace, from.Agent), string(n.ownerValue(from.Session))
+	for attempt := 0; attempt < 8; attempt++ {
+		resp, err := n.client.Txn(ctx).
+			If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
+			Then(clientv3.OpPut(key, val)).
+			Else(clientv3.OpGet(key)).
+			Commit()
+		if err != nil {
+			return fmt.Errorf("claim agent %s/%s: %w", from.Namespace, from.Agent, err)
+		}
+		if resp.Succeeded {
+			return nil
+		}
+		kvs := resp.Responses[0].GetResponseRange().GetKvs()
+		if len(kvs) == 0 {
+			continue // released in between
+		}
+		resp, err = n.client.Txn(ctx).
+			If(clientv3.Compare(clientv3.ModRevision(key), "=", kvs[0].ModRevision)).
+			Then(clientv3.OpPut(key, val), n.fence.BumpOp(n.cfg.Name)).
+			Commit()
+		if err != nil {
+			return fmt.Errorf("claim agent %s/%s: %w", from.Namespace, from.Agent, err)
+		}
+		if resp.Succeeded {
+			n.fence.Observe(resp.Header.Revision)
+			return nil
+		}
+	}
+	return fmt.Errorf("claim agent %s/%s: %w", from.Namespace, from.Agent, etcdx.ErrConflict)
+}
+
+// releaseAgent removes session from's claim, if it still holds it. A claim left behind
+// (the server stopped first) costs the next session a move of the fence, nothing more.
+func (n *Node) releaseAgent(from agentgw.Origin) {
+	select {
+	case <-n.stop:
+		return
+	default:
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	key := ownerKey(from.Namespace, from.Agent)
+	_, err := n.client.Txn(ctx).
+		If(clientv3.Compare(clientv3.Value(key), "=", string(n.ownerValue(from.Session)))).
+		Then(clientv3.OpDelete(key)).
+		Commit()
+	if err != nil {
+		n.log.Debug("release agent claim", "agent", from.Agent, "namespace", from.Namespace, "err", err)
+	}
+}
