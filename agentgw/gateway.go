@@ -446,6 +446,14 @@ func (g *Gateway) dropAck(s *session) {
 	}
 }
 
+// Current reports whether o is the gateway's current session of its agent.
+func (g *Gateway) Current(o Origin) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	s := g.sessions[o.Namespace+"/"+o.Agent]
+	return s != nil && s.id == o.Session
+}
+
 // Connected reports whether an agent has a session on this gateway.
 func (g *Gateway) Connected(ns, name string) bool {
 	g.mu.Lock()

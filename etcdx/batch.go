@@ -24,14 +24,15 @@ type CondPut struct {
 	Extra []Write
 
 	// Fence, when nonzero, is the revision of the Batcher's Fence (Fence.Current) the
-	// writer saw: the write is its keys' usual writer's, and may settle under it
-	// (CondResult.Settled).
+	// writer saw: the write is its keys' owner's, and settles under it when it commits in
+	// a transaction that compared the fence (CondResult.Settled).
 	Fence int64
 	// Skip tells that the writer's copy of the key settled under Fence: a transaction
-	// that compares the fence to Fence drops this write's own condition.
+	// that compares the fence to Fence drops this write's own conditions.
 	Skip bool
-	// Owner and OwnerValue: a write that does not Skip settles only if the key Owner
-	// holds OwnerValue when it commits (the writer still owns the keys it caches).
+	// Owner and OwnerValue, when Owner is set, are a second condition of the write: the
+	// key Owner holds OwnerValue (the writer still owns the keys it writes without
+	// moving the fence). CondResult.NotOwner reports a write refused for that alone.
 	Owner      string
 	OwnerValue []byte
 }
@@ -72,6 +73,9 @@ type CondResult struct {
 	// Settled, when nonzero, is the fence revision the write settled under: it was
 	// committed while the fence stood there, by the owner (see CondPut.Fence).
 	Settled int64
+	// NotOwner is true when the write was refused because its Owner condition failed
+	// while its own condition held.
+	NotOwner bool
 }
 
 // BatchStats are a Batcher's counters.
@@ -181,9 +185,15 @@ func (b *Batcher) Close() {
 	b.wg.Wait()
 }
 
-// opsOf counts a write's operations in a transaction: its condition, its put, its extras,
-// and the check of its owner.
-func opsOf(p CondPut) int { return 3 + len(p.Extra) }
+// opsOf counts a write's operations in a transaction: its conditions, its put and its
+// extras. One more is kept for the fence's condition.
+func opsOf(p CondPut) int {
+	n := 2 + len(p.Extra)
+	if p.Owner != "" {
+		n++
+	}
+	return n
+}
 
 // MaxBatchBytes bounds one grouped transaction: etcd refuses requests over 1.5 MiB by
 // default, and one refused transaction would fail every write in it.
@@ -246,11 +256,11 @@ func (b *Batcher) loop() {
 		size := sizeOf(first.put)
 		timer := time.NewTimer(b.maxDelay)
 	gather:
-		for ops < b.maxOps {
+		for ops < b.maxOps-1 {
 			select {
 			case r := <-b.in:
 				rk := keysOf(r.put)
-				if overlaps(keys, rk) || ops+opsOf(r.put) > b.maxOps || size+sizeOf(r.put) > MaxBatchBytes {
+				if overlaps(keys, rk) || ops+opsOf(r.put) > b.maxOps-1 || size+sizeOf(r.put) > MaxBatchBytes {
 					// The same key twice in one transaction is refused by etcd: commit
 					// what we have, then this one.
 					b.commit(batch)
@@ -275,13 +285,14 @@ func (b *Batcher) commit(batch []*batchReq) {
 	if len(batch) == 0 {
 		return
 	}
-	if len(batch) > 1 && b.commitFlat(batch) {
+	// A single write goes flat too when it carries the fence: it settles only so.
+	if (len(batch) > 1 || (b.fence != nil && batch[0].put.Fence > 0)) && b.commitFlat(batch) {
 		return
 	}
 	b.commitNested(batch)
 }
 
-// commitFlat tries batch as one flat transaction: every write's condition in the If,
+// commitFlat tries batch as one flat transaction: every write's conditions in the If,
 // every put in the Then. etcd applies that for about two thirds of the cost of one
 // nested transaction per write, and the conditions hold nearly always (the writers read
 // what they overwrite). It reports false, having written nothing, when a condition
@@ -290,8 +301,8 @@ func (b *Batcher) commit(batch []*batchReq) {
 //
 // Writes that carry the fence's revision (CondPut.Fence) add one condition for the
 // transaction: the fence key is still at the highest revision they carry. Those of
-// them settled under it (CondPut.Skip) then need no condition of their own; the others
-// settle when their owner check holds.
+// them settled under it (CondPut.Skip) then need no condition of their own, and all of
+// them settle under it.
 func (b *Batcher) commitFlat(batch []*batchReq) bool {
 	n := 0
 	var fence int64
@@ -304,25 +315,23 @@ func (b *Batcher) commitFlat(batch []*batchReq) bool {
 	cmps := make([]*pb.Compare, 0, len(batch)+1)
 	then := make([]*pb.RequestOp, 0, n)
 	skipped := 0
-	// owners maps an owner check to its operation's index in then, for writes that
-	// would settle; they go last so the puts keep their indexes.
-	var owners map[string]int
-	var checks []*pb.RequestOp
+	var owners map[string]bool // owner conditions already in cmps
 	for _, r := range batch {
-		switch {
-		case fence > 0 && r.put.Skip && r.put.Fence == fence:
+		if fence > 0 && r.put.Skip && r.put.Fence == fence {
 			skipped++
-		case r.put.ModRev >= 0:
-			cmps = append(cmps, modRevIs(r.put))
-		}
-		if fence > 0 && r.put.Fence > 0 && !(r.put.Skip && r.put.Fence == fence) && r.put.Owner != "" {
-			ok := r.put.Owner + "\x00" + string(r.put.OwnerValue)
-			if _, dup := owners[ok]; !dup {
-				if owners == nil {
-					owners = map[string]int{}
+		} else {
+			if r.put.ModRev >= 0 {
+				cmps = append(cmps, modRevIs(r.put))
+			}
+			if r.put.Owner != "" {
+				ok := r.put.Owner + "\x00" + string(r.put.OwnerValue)
+				if !owners[ok] {
+					if owners == nil {
+						owners = map[string]bool{}
+					}
+					owners[ok] = true
+					cmps = append(cmps, ownerIs(r.put))
 				}
-				owners[ok] = len(checks)
-				checks = append(checks, ownerCheck(r.put))
 			}
 		}
 		then = appendWriteOps(then, r.put)
@@ -334,19 +343,20 @@ func (b *Batcher) commitFlat(batch []*batchReq) bool {
 		// Refused, it answers where the fence stands now.
 		orElse = []*pb.RequestOp{{Request: &pb.RequestOp_RequestRange{RequestRange: &pb.RangeRequest{Key: []byte(b.fence.Key), KeysOnly: true}}}}
 	}
-	puts := len(then)
-	then = append(then, checks...)
 	resp, ok := b.txnElse(batch, cmps, then, orElse)
 	if !ok {
 		return true // failed: every write was told, none is retried (it may have applied)
 	}
 	if !resp.Succeeded {
-		if fence > 0 {
-			if rr := resp.Responses; len(rr) > 0 {
-				if kvs := rr[0].GetResponseRange().GetKvs(); len(kvs) > 0 && kvs[0].ModRevision != fence {
-					b.fence.Observe(kvs[0].ModRevision)
-					b.count(func(s *BatchStats) { s.Fenced++ })
-				}
+		if fence > 0 && len(resp.Responses) > 0 {
+			kvs := resp.Responses[0].GetResponseRange().GetKvs()
+			switch {
+			case len(kvs) == 0:
+				b.fence.Lost() // deleted: unknown until it is created again
+				b.count(func(s *BatchStats) { s.Fenced++ })
+			case kvs[0].ModRevision != fence:
+				b.fence.Observe(kvs[0].ModRevision)
+				b.count(func(s *BatchStats) { s.Fenced++ })
 			}
 		}
 		return false
@@ -357,36 +367,34 @@ func (b *Batcher) commitFlat(batch []*batchReq) bool {
 	for _, r := range batch {
 		res := CondResult{Written: true, Rev: resp.Header.Revision}
 		if fence > 0 && r.put.Fence > 0 {
-			if r.put.Skip && r.put.Fence == fence {
-				res.Settled = fence
-			} else if i, ok := owners[r.put.Owner+"\x00"+string(r.put.OwnerValue)]; ok && resp.Responses[puts+i].GetResponseTxn().GetSucceeded() {
-				res.Settled = fence
-			}
+			res.Settled = fence
 		}
 		r.done <- batchDone{res: res}
 	}
 	return true
 }
 
-// ownerCheck is a nested transaction that only compares: its answer tells whether p's
-// owner key holds p's owner value.
-func ownerCheck(p CondPut) *pb.RequestOp {
-	return &pb.RequestOp{Request: &pb.RequestOp_RequestTxn{RequestTxn: &pb.TxnRequest{Compare: []*pb.Compare{{
-		Key: []byte(p.Owner), Result: pb.Compare_EQUAL, Target: pb.Compare_VALUE,
-		TargetUnion: &pb.Compare_Value{Value: p.OwnerValue},
-	}}}}}
+// ownerIs is the owner condition of p.
+func ownerIs(p CondPut) *pb.Compare {
+	return &pb.Compare{Key: []byte(p.Owner), Result: pb.Compare_EQUAL, Target: pb.Compare_VALUE,
+		TargetUnion: &pb.Compare_Value{Value: p.OwnerValue}}
 }
 
 // commitNested commits batch as one transaction of nested transactions, each with its
-// own condition, so each write succeeds or fails on its own.
+// own conditions, so each write succeeds or fails on its own.
 func (b *Batcher) commitNested(batch []*batchReq) {
 	ops := make([]*pb.RequestOp, 0, len(batch))
 	for _, r := range batch {
 		p := r.put
 		t := &pb.TxnRequest{Success: appendWriteOps(nil, p)}
-		if p.ModRev >= 0 {
-			t.Compare = []*pb.Compare{modRevIs(p)}
+		if p.ModRev >= 0 || p.Owner != "" {
 			t.Failure = []*pb.RequestOp{{Request: &pb.RequestOp_RequestRange{RequestRange: &pb.RangeRequest{Key: []byte(p.Key)}}}}
+		}
+		if p.ModRev >= 0 {
+			t.Compare = append(t.Compare, modRevIs(p))
+		}
+		if p.Owner != "" {
+			t.Compare = append(t.Compare, ownerIs(p))
 		}
 		ops = append(ops, &pb.RequestOp{Request: &pb.RequestOp_RequestTxn{RequestTxn: t}})
 	}
@@ -406,7 +414,12 @@ func (b *Batcher) commitNested(batch []*batchReq) {
 				cur = kvFrom(kvs[0])
 			}
 		}
-		r.done <- batchDone{res: CondResult{Current: cur}}
+		res := CondResult{Current: cur}
+		if r.put.ModRev < 0 || cur.ModRevision == r.put.ModRev {
+			// The key is as the writer read it: only the owner condition failed.
+			res = CondResult{NotOwner: true}
+		}
+		r.done <- batchDone{res: res}
 	}
 }
 

@@ -59,6 +59,13 @@ func (f *Fence) Observe(rev int64) {
 	}
 }
 
+// Lost forgets the fence's revision (its key was found deleted) until it is observed
+// again.
+func (f *Fence) Lost() {
+	f.rev.Store(-1)
+	f.changed.Store(time.Now().UnixNano())
+}
+
 // Current returns the fence revision writes may settle under now: 0 while it is not
 // known or has moved within FenceQuiet.
 func (f *Fence) Current() int64 {
@@ -83,15 +90,22 @@ func (f *Fence) BumpOp(by string) clientv3.Op { return clientv3.OpPut(f.Key, by)
 // starting again after an error.
 func (f *Fence) Follow(ctx context.Context, c *clientv3.Client, by string, onErr func(error)) {
 	for ctx.Err() == nil {
-		rev, err := f.read(ctx, c, by)
+		rev, at, err := f.read(ctx, c, by)
 		if err == nil {
 			f.Observe(rev)
+			// From the read's revision, not the key's: a fence that stood still for long
+			// is older than what etcd's compaction keeps.
 			wctx, cancel := context.WithCancel(ctx)
-			for resp := range c.Watch(clientv3.WithRequireLeader(wctx), f.Key, clientv3.WithRev(rev+1)) {
+		watch:
+			for resp := range c.Watch(clientv3.WithRequireLeader(wctx), f.Key, clientv3.WithRev(at+1)) {
 				if err = resp.Err(); err != nil {
 					break
 				}
 				for _, ev := range resp.Events {
+					if ev.Type == clientv3.EventTypeDelete {
+						f.Lost()
+						break watch // read again, which creates it again
+					}
 					f.Observe(ev.Kv.ModRevision)
 				}
 			}
@@ -107,8 +121,9 @@ func (f *Fence) Follow(ctx context.Context, c *clientv3.Client, by string, onErr
 	}
 }
 
-// read returns the fence key's mod revision, creating the key first when it is missing.
-func (f *Fence) read(ctx context.Context, c *clientv3.Client, by string) (int64, error) {
+// read returns the fence key's mod revision and the revision it was read at, creating
+// the key first when it is missing.
+func (f *Fence) read(ctx context.Context, c *clientv3.Client, by string) (rev, at int64, err error) {
 	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	resp, err := c.Txn(rctx).
@@ -117,14 +132,14 @@ func (f *Fence) read(ctx context.Context, c *clientv3.Client, by string) (int64,
 		Else(clientv3.OpGet(f.Key, clientv3.WithKeysOnly())).
 		Commit()
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	if resp.Succeeded {
-		return resp.Header.Revision, nil
+		return resp.Header.Revision, resp.Header.Revision, nil
 	}
 	kvs := resp.Responses[0].GetResponseRange().GetKvs()
 	if len(kvs) == 0 {
-		return 0, fmt.Errorf("fence key %s was deleted while being read", f.Key)
+		return 0, 0, fmt.Errorf("fence key %s was deleted while being read", f.Key)
 	}
-	return kvs[0].ModRevision, nil
+	return kvs[0].ModRevision, resp.Header.Revision, nil
 }

@@ -2,6 +2,7 @@ package etcdx_test
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"testing"
 	"time"
@@ -34,11 +35,12 @@ func putTogether(t *testing.T, b *etcdx.Batcher, puts ...etcdx.CondPut) []etcdx.
 	return out
 }
 
-// TestFenceSettlesAndSkips: writes that carry the fence's revision settle under it when
-// their owner check holds; settled writes then commit without their own condition while
-// the fence stands; once anyone else moved the fence, the transaction is refused and the
-// same writes are committed with their own conditions, so a key changed meanwhile is
-// reported as changed, never overwritten blindly.
+// TestFenceSettlesAndSkips: the owner's writes that carry the fence's revision settle
+// under it; a write whose owner condition fails is refused as such; settled writes then
+// commit without their own conditions while the fence stands; once anyone else moved
+// the fence, the transaction is refused and the same writes are committed with their own
+// conditions, so a key changed meanwhile is reported as changed, never overwritten
+// blindly.
 func TestFenceSettlesAndSkips(t *testing.T) {
 	if testing.Short() {
 		t.Skip("needs the shared etcd member")
@@ -49,8 +51,11 @@ func TestFenceSettlesAndSkips(t *testing.T) {
 	t.Cleanup(func() { cli.Delete(context.Background(), prefix+"/", clientv3.WithPrefix()) })
 	f := etcdx.NewFence(prefix + "/fence")
 	fctx, stop := context.WithCancel(ctx)
+	var following sync.WaitGroup
+	following.Add(1)
+	go func() { defer following.Done(); f.Follow(fctx, cli, "test", nil) }()
+	defer following.Wait()
 	defer stop()
-	go f.Follow(fctx, cli, "test", func(err error) { t.Log("fence:", err) })
 	// The fence is created by Follow and usable once it stood still for FenceQuiet.
 	deadline := time.Now().Add(10 * time.Second)
 	for f.Current() == 0 {
@@ -61,36 +66,45 @@ func TestFenceSettlesAndSkips(t *testing.T) {
 	}
 	fence := f.Current()
 
-	b := etcdx.NewBatcher(shared.ServerTxn(), 1, 100, 100*time.Millisecond)
+	b := etcdx.NewBatcher(shared.ServerTxn(), 1, 100, 200*time.Millisecond)
 	defer b.Close()
 	b.SetFence(f)
 	owner := prefix + "/owner"
 	if _, err := cli.Put(ctx, owner, "me"); err != nil {
 		t.Fatal(err)
 	}
-	k1, k2 := prefix+"/k1", prefix+"/k2"
+	k1, k2, k3 := prefix+"/k1", prefix+"/k2", prefix+"/k3"
+	mine := func(p etcdx.CondPut) etcdx.CondPut {
+		p.Fence, p.Owner, p.OwnerValue = fence, owner, []byte("me")
+		return p
+	}
 
-	// Created, owner check holds for k1 and not for k2: only k1 settles.
-	res := putTogether(t, b,
-		etcdx.CondPut{Key: k1, Value: []byte("1a"), ModRev: 0, Fence: fence, Owner: owner, OwnerValue: []byte("me")},
-		etcdx.CondPut{Key: k2, Value: []byte("2a"), ModRev: 0, Fence: fence, Owner: owner, OwnerValue: []byte("someone else")},
-	)
-	if !res[0].Written || !res[1].Written || res[0].Settled != fence || res[1].Settled != 0 {
-		t.Fatalf("first writes: %+v; want both written, k1 settled under %d, k2 not", res, fence)
+	// Created by their owner: both settle.
+	res := putTogether(t, b, mine(etcdx.CondPut{Key: k1, Value: []byte("1a")}), mine(etcdx.CondPut{Key: k2, Value: []byte("2a")}))
+	if !res[0].Written || !res[1].Written || res[0].Settled != fence || res[1].Settled != fence {
+		t.Fatalf("first writes: %+v; want both written and settled under %d", res, fence)
 	}
 	rev1 := res[0].Rev
+	// A writer that does not own the keys is refused as such, and writes nothing.
+	res = putTogether(t, b, etcdx.CondPut{Key: k3, Value: []byte("3a"), Fence: fence, Owner: owner, OwnerValue: []byte("someone else")})
+	if res[0].Written || !res[0].NotOwner {
+		t.Fatalf("a write of someone else's key: %+v; want it refused as not the owner's", res[0])
+	}
+	if _, err := sharedStore.Get(ctx, k3); !errors.Is(err, etcdx.ErrNotFound) {
+		t.Fatalf("k3 after a refused write: %v; want not found", err)
+	}
 
-	// Settled and skipping: the condition a writer passes (here a wrong one) is not
-	// checked while the fence stands.
+	// Settled and skipping: the condition a writer passes (here a wrong one for k1) is
+	// not checked while the fence stands.
 	res = putTogether(t, b,
 		etcdx.CondPut{Key: k1, Value: []byte("1b"), ModRev: 1, Fence: fence, Skip: true},
-		etcdx.CondPut{Key: k2, Value: []byte("2b"), ModRev: rev1, Fence: fence, Owner: owner, OwnerValue: []byte("me")},
+		etcdx.CondPut{Key: k2, Value: []byte("2b"), ModRev: rev1, Fence: fence, Skip: true},
 	)
 	if !res[0].Written || !res[1].Written || res[0].Settled != fence || res[1].Settled != fence {
 		t.Fatalf("settled writes: %+v; want both written and settled under %d", res, fence)
 	}
-	if st := b.Stats(); st.Skipped != 1 {
-		t.Fatalf("stats %+v: want 1 write committed without its own condition", st)
+	if st := b.Stats(); st.Skipped != 2 {
+		t.Fatalf("stats %+v: want 2 writes committed without their own conditions", st)
 	}
 	rev2 := res[0].Rev
 
@@ -110,8 +124,8 @@ func TestFenceSettlesAndSkips(t *testing.T) {
 	if res[0].Written || string(res[0].Current.Value) != "theirs" || !res[1].Written || res[1].Settled != 0 {
 		t.Fatalf("after the fence moved: %+v; want k1 refused with their value, k2 written, unsettled", res)
 	}
-	if st := b.Stats(); st.Fenced != 1 {
-		t.Fatalf("stats %+v: want 1 transaction refused by the fence", st)
+	if st := b.Stats(); st.Fenced < 1 {
+		t.Fatalf("stats %+v: want a transaction refused by the fence", st)
 	}
 	if got, _ := sharedStore.Get(ctx, k1); string(got.Value) != "theirs" {
 		t.Fatalf("k1 = %q; the other writer's value was overwritten", got.Value)
@@ -133,5 +147,18 @@ func TestFenceSettlesAndSkips(t *testing.T) {
 	time.Sleep(etcdx.FenceQuiet + 100*time.Millisecond)
 	if f.Current() <= before {
 		t.Fatalf("fence at %d after a delete; want above %d", f.Current(), before)
+	}
+
+	// A deleted fence key is created again, at a higher revision.
+	before = f.Current()
+	if _, err := cli.Delete(ctx, f.Key); err != nil {
+		t.Fatal(err)
+	}
+	deadline = time.Now().Add(10 * time.Second)
+	for f.Current() <= before {
+		if time.Now().After(deadline) {
+			t.Fatalf("fence at %d after its key was deleted; want it created again above %d", f.Current(), before)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }

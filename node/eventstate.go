@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/picketmon/picket/agentgw"
 	"github.com/picketmon/picket/etcdx"
 	"github.com/picketmon/picket/events"
 	"github.com/picketmon/picket/node/api"
@@ -73,6 +74,9 @@ func entityPrefix(key string) string { return key[:strings.LastIndexByte(key, '/
 
 type stateEntry struct {
 	key string
+	// pins counts the users of the entry; it is incremented under stateCache.mu only,
+	// so an entry seen unpinned there can be evicted.
+	pins atomic.Int32
 	// mu serialises state computation and the write for one key, so two results of the
 	// same check never race on the same previous state.
 	mu     sync.Mutex
@@ -124,23 +128,37 @@ func newStateCache(max int) *stateCache {
 		entities: map[string]entityState{}, reading: map[string]*entityRead{}}
 }
 
+// entry returns key's entry, pinned: it is not evicted until release. Two entries for
+// one key would let a write through the older one overwrite one through the newer, which
+// its own write's skipped condition (owners.go) would no longer catch.
 func (c *stateCache) entry(key string) *stateEntry {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if el, ok := c.m[key]; ok {
 		c.lru.MoveToFront(el)
-		return el.Value.(*stateEntry)
+		e := el.Value.(*stateEntry)
+		e.pins.Add(1)
+		return e
 	}
 	e := &stateEntry{key: key}
+	e.pins.Add(1)
 	c.m[key] = c.lru.PushFront(e)
-	for c.lru.Len() > c.max {
-		old := c.lru.Back()
-		c.lru.Remove(old)
-		delete(c.m, old.Value.(*stateEntry).key)
-		delete(c.entities, entityPrefix(old.Value.(*stateEntry).key))
+	// Evict from the back, passing over pinned entries (a write in flight).
+	old := c.lru.Back()
+	for c.lru.Len() > c.max && old != nil {
+		prev := old.Prev()
+		if o := old.Value.(*stateEntry); o.pins.Load() == 0 {
+			c.lru.Remove(old)
+			delete(c.m, o.key)
+			delete(c.entities, entityPrefix(o.key))
+		}
+		old = prev
 	}
 	return e
 }
+
+// release unpins e (see entry).
+func (c *stateCache) release(e *stateEntry) { e.pins.Add(-1) }
 
 // load reads e's stored event (the caller holds e.mu). The first miss of an entity reads
 // all its stored events (up to maxScan) and fills the entries of the others that are not
@@ -218,6 +236,7 @@ func (c *stateCache) readEntity(ctx context.Context, store *etcdx.Store, prefix,
 			}
 			o := c.entry(kv.Key)
 			if !o.mu.TryLock() {
+				c.release(o)
 				busy = append(busy, kv.Key) // its writer is loading it, or writing
 				continue
 			}
@@ -228,6 +247,7 @@ func (c *stateCache) readEntity(ctx context.Context, store *etcdx.Store, prefix,
 				}
 			}
 			o.mu.Unlock()
+			c.release(o)
 		}
 		r.complete = more == ""
 		if len(kvs) > 0 {
@@ -306,6 +326,7 @@ func (n *Node) writeEvent(ctx context.Context, ev *events.Event, now time.Time, 
 	key := eventKey(ns, ev.Entity.Metadata.Name, ev.Check.Metadata.Name)
 	ev.Check.Metadata.Namespace = ns
 	e := n.states.entry(key)
+	defer n.states.release(e)
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if !e.loaded {
@@ -320,6 +341,7 @@ func (n *Node) writeEvent(ctx context.Context, ev *events.Event, now time.Time, 
 	// bump: this write moves the fence, as every write but the owner's does, and the
 	// owner's after someone else wrote the key.
 	bump := session == 0
+	reclaimed := false
 	for attempt := 0; attempt < 8; attempt++ {
 		var last *events.CheckState
 		if e.hasState {
@@ -343,9 +365,11 @@ func (n *Node) writeEvent(ctx context.Context, ev *events.Event, now time.Time, 
 		put := etcdx.CondPut{Key: key, Value: val, ModRev: e.rev, Extra: extra}
 		if bump {
 			put.Extra = append(extra[:len(extra):len(extra)], n.fence.Bump(n.cfg.Name))
-		} else if f := n.fence.Current(); f > 0 {
-			put.Fence = f
-			put.Skip = e.settled == f && e.settledBy == session
+		} else {
+			// The owner's write: settled, it skips its conditions; else it holds only
+			// while the session still owns the agent's events.
+			put.Fence = n.fence.Current()
+			put.Skip = put.Fence > 0 && e.settled == put.Fence && e.settledBy == session
 			if !put.Skip {
 				put.Owner, put.OwnerValue = ownerKey(ns, ev.Entity.Metadata.Name), n.ownerValue(session)
 			}
@@ -354,6 +378,18 @@ func (n *Node) writeEvent(ctx context.Context, ev *events.Event, now time.Time, 
 		if err != nil {
 			n.states.unload(e) // the outcome is unknown: read through next time
 			return false, err
+		}
+		if res.NotOwner {
+			// Another session took the agent's events over. The gateway's current
+			// session for the agent claims them back (a claim can lose a race with the
+			// session it replaced); any other moves the fence, as a writer of someone
+			// else's events.
+			from := agentgw.Origin{Namespace: ns, Agent: ev.Entity.Metadata.Name, Session: session}
+			if reclaimed || n.gateway == nil || !n.gateway.Current(from) || n.claimAgent(ctx, from) != nil {
+				bump = true
+			}
+			reclaimed = true
+			continue
 		}
 		if res.Written {
 			e.setStored(ev, res.Rev)
