@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -19,6 +20,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/picketmon/picket/agentgw"
+	"github.com/picketmon/picket/etcdx"
 	"github.com/picketmon/picket/events"
 	"github.com/picketmon/picket/node/nodetest"
 )
@@ -513,6 +515,11 @@ func TestDeregisterRemovesEntity(t *testing.T) {
 	if st := apiGet(t, n, "/api/core/v2/namespaces/default/entities/ephemeral1", nil); st != 200 {
 		t.Fatalf("entity not created: %d", st)
 	}
+	// Its session claims its events while it lasts.
+	claim := "/picket/owners/default/ephemeral1"
+	if _, err := n.Store().Get(context.Background(), claim); err != nil {
+		t.Fatalf("claim of a connected agent: %v", err)
+	}
 	a.conn.CloseNow()
 	deadline := time.Now().Add(10 * time.Second)
 	for apiGet(t, n, "/api/core/v2/namespaces/default/entities/ephemeral1", nil) != 404 {
@@ -523,6 +530,9 @@ func TestDeregisterRemovesEntity(t *testing.T) {
 	}
 	if st := apiGet(t, n, "/api/core/v2/namespaces/default/events/ephemeral1/disk", nil); st != 404 {
 		t.Fatalf("its events should go too: %d", st)
+	}
+	if _, err := n.Store().Get(context.Background(), claim); !errors.Is(err, etcdx.ErrNotFound) {
+		t.Fatalf("claim after the agent left: %v; want it removed", err)
 	}
 	// The deregistration handler got the deregistration event.
 	for deadline := time.Now().Add(10 * time.Second); ; {

@@ -119,13 +119,14 @@ func (n *Node) raiseKeepalive(ctx context.Context, l *etcdx.Leadership, ns, name
 	chk := &events.Check{}
 	chk.Interval, chk.Timeout, chk.Ttl = rec.Interval, rec.WarningTimeout, rec.CriticalTimeout
 	if rec.Deregister {
-		// The agent is gone for good: remove its entity, events and keepalive record,
+		// The agent is gone for good: remove its entity, events, keepalive record and claim,
 		// then hand a deregistration event to its deregistration handler, if it has one.
 		resp, err := n.client.Txn(ctx).If(fence...).Then(
 			clientv3.OpDelete(entityKey(ns, name)),
 			clientv3.OpDelete(etcdx.Key("events", ns, name)+"/", clientv3.WithPrefix()),
 			clientv3.OpDelete(etcdx.Key("ttl", ns, name)+"/", clientv3.WithPrefix()),
 			clientv3.OpDelete(keepaliveKey(ns, name)),
+			clientv3.OpDelete(ownerKey(ns, name)), // a claim a crashed server left
 			n.fence.BumpOp(n.cfg.Name),
 		).Commit()
 		if err == nil && resp.Succeeded {
