@@ -352,7 +352,7 @@ func (b *Batcher) commitFlat(batch []*batchReq) bool {
 			kvs := resp.Responses[0].GetResponseRange().GetKvs()
 			switch {
 			case len(kvs) == 0:
-				b.fence.Lost() // deleted: unknown until it is created again
+				b.fence.Lost(fence) // deleted: unknown until it is created again
 				b.count(func(s *BatchStats) { s.Fenced++ })
 			case kvs[0].ModRevision != fence:
 				b.fence.Observe(kvs[0].ModRevision)
@@ -366,7 +366,8 @@ func (b *Batcher) commitFlat(batch []*batchReq) bool {
 	}
 	for _, r := range batch {
 		res := CondResult{Written: true, Rev: resp.Header.Revision}
-		if fence > 0 && r.put.Fence > 0 {
+		// Settled: skipped under this fence, or committed on its owner condition.
+		if fence > 0 && r.put.Fence > 0 && ((r.put.Skip && r.put.Fence == fence) || r.put.Owner != "") {
 			res.Settled = fence
 		}
 		r.done <- batchDone{res: res}

@@ -52,18 +52,27 @@ func (f *Fence) Observe(rev int64) {
 		if rev <= cur {
 			return
 		}
+		// The time first: Current never pairs the new revision with the old time.
+		f.changed.Store(time.Now().UnixNano())
 		if f.rev.CompareAndSwap(cur, rev) {
-			f.changed.Store(time.Now().UnixNano())
 			return
 		}
 	}
 }
 
-// Lost forgets the fence's revision (its key was found deleted) until it is observed
-// again.
-func (f *Fence) Lost() {
-	f.rev.Store(-1)
-	f.changed.Store(time.Now().UnixNano())
+// Lost forgets the fence's revision seen, the key having been found deleted, until it is
+// observed again; a later revision observed meanwhile is kept.
+func (f *Fence) Lost(seen int64) {
+	for {
+		cur := f.rev.Load()
+		if cur > seen {
+			return
+		}
+		f.changed.Store(time.Now().UnixNano())
+		if f.rev.CompareAndSwap(cur, -1) {
+			return
+		}
+	}
 }
 
 // Current returns the fence revision writes may settle under now: 0 while it is not
@@ -103,7 +112,7 @@ func (f *Fence) Follow(ctx context.Context, c *clientv3.Client, by string, onErr
 				}
 				for _, ev := range resp.Events {
 					if ev.Type == clientv3.EventTypeDelete {
-						f.Lost()
+						f.Lost(ev.Kv.ModRevision)
 						break watch // read again, which creates it again
 					}
 					f.Observe(ev.Kv.ModRevision)

@@ -84,7 +84,7 @@ func TestFenceSettlesAndSkips(t *testing.T) {
 	if !res[0].Written || !res[1].Written || res[0].Settled != fence || res[1].Settled != fence {
 		t.Fatalf("first writes: %+v; want both written and settled under %d", res, fence)
 	}
-	rev1 := res[0].Rev
+	rev1 := res[1].Rev // k2's
 	// A writer that does not own the keys is refused as such, and writes nothing.
 	res = putTogether(t, b, etcdx.CondPut{Key: k3, Value: []byte("3a"), Fence: fence, Owner: owner, OwnerValue: []byte("someone else")})
 	if res[0].Written || !res[0].NotOwner {
@@ -106,7 +106,26 @@ func TestFenceSettlesAndSkips(t *testing.T) {
 	if st := b.Stats(); st.Skipped != 2 {
 		t.Fatalf("stats %+v: want 2 writes committed without their own conditions", st)
 	}
-	rev2 := res[0].Rev
+	revK1, revK2 := res[0].Rev, res[1].Rev
+
+	// A settled write that still carries an older fence than another write of its
+	// transaction keeps its own condition, and settles only on its owner condition:
+	// without one it is written, not settled.
+	st0 := etcdx.NewStore(cli)
+	st0.FenceWrites(prefix+"/other", f, "other")
+	if _, err := st0.Put(ctx, prefix+"/other", []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(etcdx.FenceQuiet + 100*time.Millisecond)
+	fence2 := f.Current()
+	res = putTogether(t, b,
+		etcdx.CondPut{Key: k1, Value: []byte("1b2"), ModRev: revK1, Fence: fence, Skip: true},
+		etcdx.CondPut{Key: k3, Value: []byte("3b"), Fence: fence2, Owner: owner, OwnerValue: []byte("me")},
+	)
+	if !res[0].Written || res[0].Settled != 0 || !res[1].Written || res[1].Settled != fence2 {
+		t.Fatalf("a write with an older fence: %+v; want both written, only the second settled under %d", res, fence2)
+	}
+	revK1, fence = res[0].Rev, fence2
 
 	// Someone else writes k1 and moves the fence, as every other writer does.
 	st := etcdx.NewStore(cli)
@@ -114,12 +133,16 @@ func TestFenceSettlesAndSkips(t *testing.T) {
 	if _, err := st.Put(ctx, k1, []byte("theirs")); err != nil {
 		t.Fatal(err)
 	}
+	// The fence's new revision is known at once, and usable only after FenceQuiet.
+	if f.Current() != 0 {
+		t.Fatalf("fence usable at once after it moved (%d)", f.Current())
+	}
 	// The owner's next writes still carry the old fence (its watch may not have told it
 	// yet): the transaction is refused, and each write is committed on its own
-	// condition. k1 changed since rev2 and is reported with its current value.
+	// condition. k1 changed since and is reported with its current value.
 	res = putTogether(t, b,
-		etcdx.CondPut{Key: k1, Value: []byte("1c"), ModRev: rev2, Fence: fence, Skip: true},
-		etcdx.CondPut{Key: k2, Value: []byte("2c"), ModRev: rev2, Fence: fence, Skip: true},
+		etcdx.CondPut{Key: k1, Value: []byte("1c"), ModRev: revK1, Fence: fence, Skip: true},
+		etcdx.CondPut{Key: k2, Value: []byte("2c"), ModRev: revK2, Fence: fence, Skip: true},
 	)
 	if res[0].Written || string(res[0].Current.Value) != "theirs" || !res[1].Written || res[1].Settled != 0 {
 		t.Fatalf("after the fence moved: %+v; want k1 refused with their value, k2 written, unsettled", res)
@@ -129,10 +152,6 @@ func TestFenceSettlesAndSkips(t *testing.T) {
 	}
 	if got, _ := sharedStore.Get(ctx, k1); string(got.Value) != "theirs" {
 		t.Fatalf("k1 = %q; the other writer's value was overwritten", got.Value)
-	}
-	// The fence's new revision is known, and usable after FenceQuiet.
-	if f.Current() != 0 {
-		t.Fatalf("fence usable at once after it moved (%d)", f.Current())
 	}
 	time.Sleep(etcdx.FenceQuiet + 100*time.Millisecond)
 	if now := f.Current(); now <= fence {

@@ -370,9 +370,7 @@ func (n *Node) writeEvent(ctx context.Context, ev *events.Event, now time.Time, 
 			// while the session still owns the agent's events.
 			put.Fence = n.fence.Current()
 			put.Skip = put.Fence > 0 && e.settled == put.Fence && e.settledBy == session
-			if !put.Skip {
-				put.Owner, put.OwnerValue = ownerKey(ns, ev.Entity.Metadata.Name), n.ownerValue(session)
-			}
+			put.Owner, put.OwnerValue = ownerKey(ns, ev.Entity.Metadata.Name), n.ownerValue(session)
 		}
 		res, err := n.batch.Put(ctx, put)
 		if err != nil {
@@ -380,12 +378,13 @@ func (n *Node) writeEvent(ctx context.Context, ev *events.Event, now time.Time, 
 			return false, err
 		}
 		if res.NotOwner {
-			// Another session took the agent's events over. The gateway's current
-			// session for the agent claims them back (a claim can lose a race with the
-			// session it replaced); any other moves the fence, as a writer of someone
-			// else's events.
+			// Another session holds the agent's events, or none does. The gateway's
+			// current session for the agent claims them back when none does or another
+			// session of this server does (its claim lost a race with the session it
+			// replaced); else this write moves the fence, as a writer of someone else's
+			// events.
 			from := agentgw.Origin{Namespace: ns, Agent: ev.Entity.Metadata.Name, Session: session}
-			if reclaimed || n.gateway == nil || !n.gateway.Current(from) || n.claimAgent(ctx, from) != nil {
+			if reclaimed || n.gateway == nil || !n.gateway.Current(from) || n.reclaimAgent(ctx, from) != nil {
 				bump = true
 			}
 			reclaimed = true

@@ -4,8 +4,10 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -54,7 +56,24 @@ func newNonce() string {
 // claimAgent records that session from owns its agent's events, and moves the fence
 // when another session held them.
 func (n *Node) claimAgent(ctx context.Context, from agentgw.Origin) error {
+	return n.claim(ctx, from, true)
+}
+
+// errClaimed reports a claim held by a session of another server.
+var errClaimed = errors.New("claimed by a session on another server")
+
+// reclaimAgent claims the agent's events back for session from when no session holds
+// them or another session of this process does; a claim held by another server's
+// session is left to it (errClaimed).
+func (n *Node) reclaimAgent(ctx context.Context, from agentgw.Origin) error {
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	return n.claim(ctx, from, false)
+}
+
+func (n *Node) claim(ctx context.Context, from agentgw.Origin, steal bool) error {
 	key, val := ownerKey(from.Namespace, from.Agent), string(n.ownerValue(from.Session))
+	mine := n.cfg.Name + "/" + n.nonce + "/"
 	for attempt := 0; attempt < 8; attempt++ {
 		resp, err := n.client.Txn(ctx).
 			If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
@@ -68,8 +87,13 @@ func (n *Node) claimAgent(ctx context.Context, from agentgw.Origin) error {
 			return nil
 		}
 		kvs := resp.Responses[0].GetResponseRange().GetKvs()
-		if len(kvs) == 0 {
+		switch {
+		case len(kvs) == 0:
 			continue // released in between
+		case string(kvs[0].Value) == val:
+			return nil // already ours
+		case !steal && !strings.HasPrefix(string(kvs[0].Value), mine):
+			return fmt.Errorf("agent %s/%s: %w", from.Namespace, from.Agent, errClaimed)
 		}
 		resp, err = n.client.Txn(ctx).
 			If(clientv3.Compare(clientv3.ModRevision(key), "=", kvs[0].ModRevision)).
