@@ -271,6 +271,13 @@ func (c *stateCache) readEntity(ctx context.Context, store *etcdx.Store, prefix,
 				read = false
 			}
 		}
+		// An entry this read filled and the cache evicted since would be taken for
+		// absent on its next miss: leave the entity unread then too.
+		for _, kv := range kvs {
+			if _, ok := c.m[kv.Key]; !ok && read {
+				read = false
+			}
+		}
 		if read {
 			c.entities[prefix] = entityWasRead
 		}
