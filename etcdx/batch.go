@@ -35,6 +35,10 @@ type CondPut struct {
 	// moving the fence). CondResult.NotOwner reports a write refused for that alone.
 	Owner      string
 	OwnerValue []byte
+	// Unclaimed, when set, is a condition for a writer that owns nothing: the key
+	// Unclaimed does not exist (no one's writes of these keys skip their conditions). A
+	// write refused for that alone is reported as CondResult.NotOwner too.
+	Unclaimed string
 }
 
 // Write is an unconditional put of Value at Key.
@@ -189,7 +193,7 @@ func (b *Batcher) Close() {
 // extras. One more is kept for the fence's condition.
 func opsOf(p CondPut) int {
 	n := 2 + len(p.Extra)
-	if p.Owner != "" {
+	if p.Owner != "" || p.Unclaimed != "" {
 		n++
 	}
 	return n
@@ -204,7 +208,7 @@ var ErrTooLarge = errors.New("write is too large for one etcd transaction")
 
 // sizeOf estimates the bytes a write adds to a transaction.
 func sizeOf(p CondPut) int {
-	n := 2*len(p.Key) + len(p.Value) + 64 + len(p.Owner) + len(p.OwnerValue)
+	n := 2*len(p.Key) + len(p.Value) + 64 + len(p.Owner) + len(p.OwnerValue) + len(p.Unclaimed)
 	for _, w := range p.Extra {
 		n += len(w.Key) + len(w.Value) + 16
 	}
@@ -323,8 +327,8 @@ func (b *Batcher) commitFlat(batch []*batchReq) bool {
 			if r.put.ModRev >= 0 {
 				cmps = append(cmps, modRevIs(r.put))
 			}
-			if r.put.Owner != "" {
-				ok := r.put.Owner + "\x00" + string(r.put.OwnerValue)
+			if r.put.Owner != "" || r.put.Unclaimed != "" {
+				ok := r.put.Owner + "\x00" + string(r.put.OwnerValue) + "\x00" + r.put.Unclaimed
 				if !owners[ok] {
 					if owners == nil {
 						owners = map[string]bool{}
@@ -375,8 +379,13 @@ func (b *Batcher) commitFlat(batch []*batchReq) bool {
 	return true
 }
 
-// ownerIs is the owner condition of p.
+// ownerIs is the owner condition of p: its Owner holds its OwnerValue, or its
+// Unclaimed key does not exist.
 func ownerIs(p CondPut) *pb.Compare {
+	if p.Owner == "" {
+		return &pb.Compare{Key: []byte(p.Unclaimed), Result: pb.Compare_EQUAL, Target: pb.Compare_CREATE,
+			TargetUnion: &pb.Compare_CreateRevision{CreateRevision: 0}}
+	}
 	return &pb.Compare{Key: []byte(p.Owner), Result: pb.Compare_EQUAL, Target: pb.Compare_VALUE,
 		TargetUnion: &pb.Compare_Value{Value: p.OwnerValue}}
 }
@@ -388,13 +397,13 @@ func (b *Batcher) commitNested(batch []*batchReq) {
 	for _, r := range batch {
 		p := r.put
 		t := &pb.TxnRequest{Success: appendWriteOps(nil, p)}
-		if p.ModRev >= 0 || p.Owner != "" {
+		if p.ModRev >= 0 || p.Owner != "" || p.Unclaimed != "" {
 			t.Failure = []*pb.RequestOp{{Request: &pb.RequestOp_RequestRange{RequestRange: &pb.RangeRequest{Key: []byte(p.Key)}}}}
 		}
 		if p.ModRev >= 0 {
 			t.Compare = append(t.Compare, modRevIs(p))
 		}
-		if p.Owner != "" {
+		if p.Owner != "" || p.Unclaimed != "" {
 			t.Compare = append(t.Compare, ownerIs(p))
 		}
 		ops = append(ops, &pb.RequestOp{Request: &pb.RequestOp_RequestTxn{RequestTxn: t}})

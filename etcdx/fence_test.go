@@ -93,6 +93,18 @@ func TestFenceSettlesAndSkips(t *testing.T) {
 	if _, err := sharedStore.Get(ctx, k3); !errors.Is(err, etcdx.ErrNotFound) {
 		t.Fatalf("k3 after a refused write: %v; want not found", err)
 	}
+	// A writer that owns nothing writes only while nobody claims the keys.
+	res = putTogether(t, b, etcdx.CondPut{Key: k3, Value: []byte("3a"), Unclaimed: owner})
+	if res[0].Written || !res[0].NotOwner {
+		t.Fatalf("an unclaimed write of claimed keys: %+v; want it refused", res[0])
+	}
+	res = putTogether(t, b, etcdx.CondPut{Key: k3, Value: []byte("3a"), Unclaimed: prefix + "/nobody"})
+	if !res[0].Written || res[0].Settled != 0 {
+		t.Fatalf("an unclaimed write of unclaimed keys: %+v; want it written, not settled", res[0])
+	}
+	if _, err := cli.Delete(ctx, k3); err != nil {
+		t.Fatal(err)
+	}
 
 	// Settled and skipping: the condition a writer passes (here a wrong one for k1) is
 	// not checked while the fence stands.

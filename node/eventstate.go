@@ -345,9 +345,9 @@ func (n *Node) writeEvent(ctx context.Context, ev *events.Event, now time.Time, 
 		return false, nil
 	}
 	silenced, isSilenced := ev.Check.Silenced, ev.Check.IsSilenced
-	// bump: this write moves the fence, as every write but the owner's does, and the
-	// owner's after someone else wrote the key.
-	bump := session == 0
+	// bump: this write moves the fence, as every write but the owner's does (unless the
+	// entity is unclaimed), and the owner's after someone else wrote the key.
+	bump := false
 	reclaimed := false
 	for attempt := 0; attempt < 8; attempt++ {
 		var last *events.CheckState
@@ -370,9 +370,15 @@ func (n *Node) writeEvent(ctx context.Context, ev *events.Event, now time.Time, 
 			return false, err
 		}
 		put := etcdx.CondPut{Key: key, Value: val, ModRev: e.rev, Extra: extra}
-		if bump {
+		switch {
+		case session == 0 && !bump:
+			// Not the owner's write: while no session claims the entity (a proxy, an
+			// agent not connected), nobody's writes of its events skip their
+			// conditions, and this one need not move the fence.
+			put.Unclaimed = ownerKey(ns, ev.Entity.Metadata.Name)
+		case bump:
 			put.Extra = append(extra[:len(extra):len(extra)], n.fence.Bump(n.cfg.Name))
-		} else {
+		default:
 			// The owner's write: settled, it skips its conditions; else it holds only
 			// while the session still owns the agent's events.
 			put.Fence = n.fence.Current()
@@ -383,6 +389,10 @@ func (n *Node) writeEvent(ctx context.Context, ev *events.Event, now time.Time, 
 		if err != nil {
 			n.states.unload(e) // the outcome is unknown: read through next time
 			return false, err
+		}
+		if res.NotOwner && session == 0 {
+			bump = true // the entity is claimed: move the fence
+			continue
 		}
 		if res.NotOwner {
 			// Another session holds the agent's events, or none does. The gateway's

@@ -1,6 +1,7 @@
 package node_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"testing"
@@ -60,13 +61,36 @@ func TestEventsFenceAcrossServers(t *testing.T) {
 		t.Errorf("no write of the session's settled events skipped its condition")
 	}
 
-	// Another server stores a result for one of the checks through its API.
-	ev := result(entity, "c00", 2, "api-1")
-	body, _ := json.Marshal(ev)
-	if st, b := adminCall(t, n2, "POST", "/api/core/v2/namespaces/default/events", string(body)); st != 201 {
-		t.Fatalf("POST event through the other server: %d %s", st, b)
+	fenceRev := func() int64 {
+		t.Helper()
+		kv, err := n1.Store().Get(context.Background(), "/picket/fences/events")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return kv.ModRevision
 	}
+	post := func(ev *events.Event) {
+		t.Helper()
+		body, _ := json.Marshal(ev)
+		if st, b := adminCall(t, n2, "POST", "/api/core/v2/namespaces/default/events", string(body)); st != 201 {
+			t.Fatalf("POST event through the other server: %d %s", st, b)
+		}
+	}
+	// A result for an entity no session claims (a proxy) leaves the fence alone.
+	before := fenceRev()
+	proxy := result("router-1", "ping", 0, "")
+	proxy.Entity.EntityClass = "proxy"
+	post(proxy)
+	if after := fenceRev(); after != before {
+		t.Errorf("a result for an unclaimed entity moved the fence (%d → %d)", before, after)
+	}
+	// Another server stores a result for one of the agent's checks through its API:
+	// the agent's events are claimed, so that write moves the fence.
+	post(result(entity, "c00", 2, "api-1"))
 	sent["c00"]++
+	if after := fenceRev(); after == before {
+		t.Errorf("a result for a claimed entity, from the API, left the fence at %d", after)
+	}
 	sendRound(a) // at once: the session's server may not have seen the fence move yet
 
 	// The agent's session moves to the other server, then back.
