@@ -327,7 +327,7 @@ func (c *stateCache) len() int {
 // returns once the write is committed, reporting false when ev was a resend of a
 // result already stored (by its ID), which it leaves alone. session is the agent
 // session that owns the entity's events and delivered ev, 0 for any other writer, which
-// moves the events fence (owners.go).
+// moves the events fence when a session claims the entity (owners.go).
 func (n *Node) writeEvent(ctx context.Context, ev *events.Event, now time.Time, session uint64, extra ...etcdx.Write) (stored bool, err error) {
 	ns := ev.Entity.Metadata.Namespace
 	key := eventKey(ns, ev.Entity.Metadata.Name, ev.Check.Metadata.Name)

@@ -17,8 +17,9 @@ import (
 
 // TestEventsFenceAcrossServers: the server holding an agent's session stores the
 // agent's settled events without a condition of their own (one comparison of the events
-// fence per grouped transaction). Every other writer moves the fence: a result posted
-// through another server's API, the agent's session moving to the other server and back.
+// fence per grouped transaction). Every other writer of the agent's events moves the
+// fence: a result posted through another server's API, the agent's session moving to
+// the other server and back; a result for an entity nobody claims leaves it alone.
 // No result is lost or built on a stale state: each check counts every result sent.
 func TestEventsFenceAcrossServers(t *testing.T) {
 	if testing.Short() {

@@ -27,9 +27,15 @@ import (
 //     frames are read. Taking the claim over from another session, here or on another
 //     server, bumps the events fence (etcdx.Fence).
 //   - Every other write of an event bumps the fence in its own transaction: the API,
-//     the keepalive and TTL monitors, deregistration, results for proxy entities or for
-//     entities other than the session's own agent, and a retry of the owner's write
-//     after its condition failed (someone else wrote the key).
+//     the keepalive and TTL monitors, deregistration, results for entities other than
+//     the session's own agent, and a retry of the owner's write after its condition
+//     failed (someone else wrote the key). A result for an entity no session claims
+//     (a proxy, an agent not connected) checks instead that the claim does not exist
+//     (etcdx.CondPut.Unclaimed), and bumps the fence only when it does.
+//   - The owner's writes carry the claim as a condition unless they skip theirs (see
+//     below); one refused for that alone (another session took the agent over) is
+//     claimed back by the gateway's current session, or else written as another
+//     writer's, bumping the fence.
 //   - The owner's write of a state it holds settles when it commits while the fence
 //     stands at a revision F and the claim is still the session's; later writes of that
 //     key by the same session then carry no condition, and their grouped transaction
@@ -37,7 +43,11 @@ import (
 //     which refuses that transaction; its writes are then committed with their own
 //     conditions, as before.
 //
-// A session's claim is removed when it ends, after its last event was stored.
+// The Unclaimed shortcut rests on this: a claim is removed only by its own session when
+// it ends, after its last event was stored (releaseAgent runs after the session's
+// handlers are done), or together with a bump of the fence (deregistration, a
+// takeover). A new claim gives a new session, which never skips on another session's
+// settled state (stateEntry.settledBy).
 
 // ownerKey is the claim on an agent's events.
 func ownerKey(ns, name string) string { return etcdx.Key("owners", ns, name) }
