@@ -21,10 +21,10 @@ func (s *Store) DeleteRev(ctx context.Context, key string, modRev int64) error {
 	if modRev <= 0 {
 		return fmt.Errorf("delete %s: mod revision %d: %w", key, modRev, ErrConflict)
 	}
-	bumps := s.fenceOps(key)
+	then, bumps := s.fencedThen(key, clientv3.OpDelete(key))
 	resp, err := s.c.Txn(ctx).
 		If(clientv3.Compare(clientv3.ModRevision(key), "=", modRev)).
-		Then(append([]clientv3.Op{clientv3.OpDelete(key)}, bumps...)...).
+		Then(then...).
 		Else(clientv3.OpGet(key, clientv3.WithCountOnly())). // gone, or changed?
 		Commit()
 	if err != nil {

@@ -105,6 +105,13 @@ func (s *Store) fenceOps(key string) []clientv3.Op {
 	return []clientv3.Op{s.fence.BumpOp(s.fenceBy)}
 }
 
+// fencedThen returns op on key followed by the fence's bump when key is fenced, and the
+// bump alone (for fenced).
+func (s *Store) fencedThen(key string, op clientv3.Op) (then, bumps []clientv3.Op) {
+	bumps = s.fenceOps(key)
+	return append([]clientv3.Op{op}, bumps...), bumps
+}
+
 // fenced records the revision of a committed transaction that bumped the fence.
 func (s *Store) fenced(bumps []clientv3.Op, rev int64) {
 	if len(bumps) > 0 {
@@ -137,10 +144,10 @@ func (s *Store) Get(ctx context.Context, key string) (KV, error) {
 // Create stores val at key if the key does not exist, and returns its mod revision. It
 // fails with an error wrapping ErrExists otherwise.
 func (s *Store) Create(ctx context.Context, key string, val []byte) (int64, error) {
-	bumps := s.fenceOps(key)
+	then, bumps := s.fencedThen(key, clientv3.OpPut(key, string(val)))
 	resp, err := s.c.Txn(ctx).
 		If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
-		Then(append([]clientv3.Op{clientv3.OpPut(key, string(val))}, bumps...)...).
+		Then(then...).
 		Commit()
 	if err != nil {
 		return 0, fmt.Errorf("create %s: %w", key, err)
@@ -156,13 +163,13 @@ func (s *Store) Create(ctx context.Context, key string, val []byte) (int64, erro
 // swap), and returns the new mod revision. It fails with an error wrapping ErrNotFound if
 // the key does not exist and ErrConflict if it changed since modRev.
 func (s *Store) Update(ctx context.Context, key string, val []byte, modRev int64) (int64, error) {
-	bumps := s.fenceOps(key)
+	then, bumps := s.fencedThen(key, clientv3.OpPut(key, string(val)))
 	resp, err := s.c.Txn(ctx).
 		If(
 			clientv3.Compare(clientv3.CreateRevision(key), ">", 0),
 			clientv3.Compare(clientv3.ModRevision(key), "=", modRev),
 		).
-		Then(append([]clientv3.Op{clientv3.OpPut(key, string(val))}, bumps...)...).
+		Then(then...).
 		Else(clientv3.OpGet(key, clientv3.WithKeysOnly())).
 		Commit()
 	if err != nil {
@@ -180,8 +187,8 @@ func (s *Store) Update(ctx context.Context, key string, val []byte, modRev int64
 
 // Put stores val at key whether or not it exists, and returns its mod revision.
 func (s *Store) Put(ctx context.Context, key string, val []byte) (int64, error) {
-	if bumps := s.fenceOps(key); bumps != nil {
-		resp, err := s.c.Txn(ctx).Then(append([]clientv3.Op{clientv3.OpPut(key, string(val))}, bumps...)...).Commit()
+	if then, bumps := s.fencedThen(key, clientv3.OpPut(key, string(val))); bumps != nil {
+		resp, err := s.c.Txn(ctx).Then(then...).Commit()
 		if err != nil {
 			return 0, fmt.Errorf("put %s: %w", key, err)
 		}
@@ -197,10 +204,10 @@ func (s *Store) Put(ctx context.Context, key string, val []byte) (int64, error) 
 
 // Delete removes key, or fails with an error wrapping ErrNotFound.
 func (s *Store) Delete(ctx context.Context, key string) error {
-	if bumps := s.fenceOps(key); bumps != nil {
+	if then, bumps := s.fencedThen(key, clientv3.OpDelete(key)); bumps != nil {
 		resp, err := s.c.Txn(ctx).
 			If(clientv3.Compare(clientv3.CreateRevision(key), ">", 0)).
-			Then(append([]clientv3.Op{clientv3.OpDelete(key)}, bumps...)...).
+			Then(then...).
 			Commit()
 		if err != nil {
 			return fmt.Errorf("delete %s: %w", key, err)

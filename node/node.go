@@ -71,13 +71,13 @@ type Node struct {
 	batch  *etcdx.Batcher
 	states *stateCache
 	// fence moves on every write of an event by anyone but the owner of its agent's
-	// session; nonce makes this process's claims on agents unique (owners.go).
-	fence    *etcdx.Fence
-	nonce    string
-	gateway  *agentgw.Gateway
-	pipe     *pipelineState
-	agentSrv *http.Server
-	agentURL string
+	// session; ownerPrefix starts this process's claims on agents (owners.go).
+	fence       *etcdx.Fence
+	ownerPrefix string
+	gateway     *agentgw.Gateway
+	pipe        *pipelineState
+	agentSrv    *http.Server
+	agentURL    string
 	// bg runs the background work (elected tasks, request delivery); cancelled first on Close.
 	bgCancel context.CancelFunc
 	bgWG     sync.WaitGroup
@@ -112,7 +112,7 @@ func New(cfg Config) *Node {
 		cfg.AgentAckDelay = DefaultAgentAckDelay
 	}
 	return &Node{cfg: cfg, log: cfg.Logger, errc: make(chan error, 4), stop: make(chan struct{}),
-		fence: etcdx.NewFence(etcdx.Key("fences", "events")), nonce: newNonce()}
+		fence: etcdx.NewFence(etcdx.Key("fences", "events")), ownerPrefix: newOwnerPrefix(cfg.Name)}
 }
 
 // Start brings the node up in order: the API listener (so a busy port fails at once),

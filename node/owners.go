@@ -54,13 +54,15 @@ func ownerKey(ns, name string) string { return etcdx.Key("owners", ns, name) }
 
 // ownerValue is what the claim of session id holds: unique to this process and session.
 func (n *Node) ownerValue(id uint64) []byte {
-	return []byte(n.cfg.Name + "/" + n.nonce + "/" + strconv.FormatUint(id, 10))
+	return strconv.AppendUint([]byte(n.ownerPrefix), id, 10)
 }
 
-func newNonce() string {
+// newOwnerPrefix starts the claims of this process: its server's name and a random
+// nonce, so a restarted server's claims differ from those it left behind.
+func newOwnerPrefix(name string) string {
 	b := make([]byte, 8)
 	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
+	return name + "/" + hex.EncodeToString(b) + "/"
 }
 
 // claimAgent records that session from owns its agent's events, and moves the fence
@@ -83,7 +85,6 @@ func (n *Node) reclaimAgent(ctx context.Context, from agentgw.Origin) error {
 
 func (n *Node) claim(ctx context.Context, from agentgw.Origin, steal bool) error {
 	key, val := ownerKey(from.Namespace, from.Agent), string(n.ownerValue(from.Session))
-	mine := n.cfg.Name + "/" + n.nonce + "/"
 	for attempt := 0; attempt < 8; attempt++ {
 		resp, err := n.client.Txn(ctx).
 			If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
@@ -102,7 +103,7 @@ func (n *Node) claim(ctx context.Context, from agentgw.Origin, steal bool) error
 			continue // released in between
 		case string(kvs[0].Value) == val:
 			return nil // already ours
-		case !steal && !strings.HasPrefix(string(kvs[0].Value), mine):
+		case !steal && !strings.HasPrefix(string(kvs[0].Value), n.ownerPrefix):
 			return fmt.Errorf("agent %s/%s: %w", from.Namespace, from.Agent, errClaimed)
 		}
 		resp, err = n.client.Txn(ctx).
