@@ -16,18 +16,20 @@ import (
 // event's bytes are empty scalar fields, and etcd copies every stored byte about six times on
 // its way to disk (raft request, WAL record, applied entry, MVCC record, compare, page
 // cache). The compact form leaves out every string, bool, integer and pointer field that
-// holds its zero value; read back, the missing fields are zero again, so decoding gives
-// the same event. Lists, maps and floats are written as they are: an empty list and none
-// differ for handlers ("subscriptions": [] of a keepalive event), and -0 is not 0. The API
-// writes stored events in the full form again (node/api).
+// holds its zero value, and every list and map that is nil (null); read back, the
+// missing fields are zero (nil) again, so decoding into a new event gives the same event.
+// An empty list is kept, and floats are written as they are: an empty list and none
+// differ for handlers ("subscriptions": [] of a keepalive event), and -0 is not 0. The
+// API writes stored events in the full form again (node/api).
 //
-// The compact types are overlays (codec_overlay.go) with omitempty on those fields, and
-// plain structs of exported fields (such as History) rebuilt the same way. They have
-// their Go type's layout, checked field by field when built; a type that cannot be
-// rebuilt (methods, unexported or embedded fields, a layout that does not check out) is
-// kept, and encodes in full. A struct type that contains itself keeps its own type where
-// it does, and that kept type is cached as its compact type: correct (it encodes in
-// full), only less compact, as with the deep plans (codec.go).
+// The compact types are overlays (codec_overlay.go) with omitempty (omitzero for lists
+// and maps) on those fields, and plain structs of exported fields (such as History)
+// rebuilt the same way. They have their Go type's layout, checked field by field when
+// built; a type that cannot be rebuilt (methods, unexported or embedded fields, a layout
+// that does not check out) is kept, and encodes in full. A struct type that contains
+// itself keeps its own type where it does, and that kept type is cached as its compact
+// type: correct (it encodes in full), only less compact, as with the deep plans
+// (codec.go).
 
 var (
 	compactTypes sync.Map // reflect.Type -> reflect.Type
@@ -95,11 +97,11 @@ func compactStruct(t reflect.Type, building map[reflect.Type]bool) reflect.Type 
 		}
 		ft := buildCompact(sf.Type, building)
 		tag := sf.Tag.Get("json")
-		if tag != "-" && omittable(ft.Kind()) && !strings.Contains(tag+",", ",omitempty,") {
+		if opt := omitOption(ft.Kind()); tag != "-" && opt != "" && !strings.Contains(tag+",", ",omitempty,") {
 			if tag == "" {
 				tag = sf.Name
 			}
-			tag += ",omitempty"
+			tag += opt
 		}
 		changed = changed || ft != sf.Type || tag != sf.Tag.Get("json")
 		sfs[i] = reflect.StructField{Name: sf.Name, Type: ft, Tag: reflect.StructTag(`json:` + strconv.Quote(tag))}
@@ -118,16 +120,21 @@ func compactStruct(t reflect.Type, building map[reflect.Type]bool) reflect.Type 
 	return c
 }
 
-// omittable reports whether a field of kind k is left out of the compact form when zero:
-// strings, bools, integers and pointers, whose zero value reads back the same.
-func omittable(k reflect.Kind) bool {
+// omitOption returns the option that leaves a field of kind k out of the compact form
+// when reading it back would give the same value: omitempty for strings, bools,
+// integers and pointers (their zero value), omitzero for lists and maps (only when nil,
+// which reads back as nil from an absent field as from null; an empty one is kept:
+// "subscriptions": [] of a keepalive event is not none). Floats are kept: -0 is not 0.
+func omitOption(k reflect.Kind) string {
 	switch k {
 	case reflect.String, reflect.Bool, reflect.Pointer,
 		reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
 		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
-		return true
+		return ",omitempty"
+	case reflect.Slice, reflect.Map:
+		return ",omitzero"
 	}
-	return false
+	return ""
 }
 
 // MarshalCompact encodes the event in the compact form, the form events are stored in.

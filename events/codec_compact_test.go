@@ -79,11 +79,17 @@ func TestCompactEvent(t *testing.T) {
 			t.Errorf("compact form holds %s:\n%s", empty, compact)
 		}
 	}
-	// Lists are kept as they are: an empty one and none differ for a handler.
+	// Lists are kept when not nil: an empty one and none differ for a handler. None
+	// (null) is left out, and reads back as none.
 	for _, kept := range []string{`"history":[{"executed":1795313277},{"status":2,"executed":1795313287}]`, `"handlers":["slack"]`, `"occurrences":1`,
-		`"metadata":{"name":"cpu","namespace":"default"}`, `"runtime_assets":[]`, `"subscriptions":null`} {
+		`"metadata":{"name":"cpu","namespace":"default"}`, `"runtime_assets":[]`} {
 		if !strings.Contains(string(compact), kept) {
 			t.Errorf("compact form lacks %s:\n%s", kept, compact)
+		}
+	}
+	for _, left := range []string{`:null`, `"check_hooks"`, `"interfaces"`} {
+		if strings.Contains(string(compact), left) {
+			t.Errorf("compact form holds %s:\n%s", left, compact)
 		}
 	}
 	if len(compact)*4 > len(expanded)*3 {
@@ -127,11 +133,15 @@ func TestCompactTypes(t *testing.T) {
 		if cf.Offset != of.Offset || cf.Type.Size() != of.Type.Size() || cf.Name != of.Name {
 			t.Errorf("field %d: %s at %d (%d bytes), overlay's %s at %d (%d bytes)", i, cf.Name, cf.Offset, cf.Type.Size(), of.Name, of.Offset, of.Type.Size())
 		}
-		tag := cf.Tag.Get("json")
-		if want := of.Tag.Get("json") != "-" && omittable(cf.Type.Kind()); want != strings.HasSuffix(tag, ",omitempty") && !strings.Contains(of.Tag.Get("json"), "omitempty") {
-			t.Errorf("field %d (%s, %v): tag %q", i, cf.Name, cf.Type.Kind(), tag)
+		tag, otag := cf.Tag.Get("json"), of.Tag.Get("json")
+		opt := ""
+		if otag != "-" && !strings.Contains(otag, "omitempty") {
+			opt = omitOption(cf.Type.Kind())
 		}
-		if strings.HasSuffix(tag, ",omitempty") {
+		if opt != "" && !strings.HasSuffix(tag, opt) || opt == "" && tag != otag {
+			t.Errorf("field %d (%s, %v): tag %q, overlay's %q", i, cf.Name, cf.Type.Kind(), tag, otag)
+		}
+		if strings.HasSuffix(tag, ",omitempty") || strings.HasSuffix(tag, ",omitzero") {
 			omitted++
 		}
 	}

@@ -273,7 +273,7 @@ func storedForm(res events.Resource) ([]byte, error) {
 }
 
 // StoredEvent encodes ev as every event is stored, by the API and by the server's own
-// writers: compact, without its empty fields (a fifth fewer bytes; the API shows stored
+// writers: compact, without its empty fields (30 % fewer bytes; the API shows stored
 // events in full again), and compressed (about half the bytes again; etcdx.Compress).
 // Both cut what etcd copies, logs, writes and compacts per event.
 //
