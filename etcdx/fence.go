@@ -26,6 +26,8 @@ import (
 type Fence struct {
 	// Key is the fence key.
 	Key string
+	// by is the value this process's bumps write: who moved the fence last.
+	by  string
 	rev atomic.Int64 // the fence key's mod revision as last seen; -1: not known yet
 	// changed is when rev last moved (unix nanoseconds).
 	changed atomic.Int64
@@ -37,9 +39,10 @@ type Fence struct {
 // likely be refused and redone, so writes keep their own conditions instead.
 const FenceQuiet = time.Second
 
-// NewFence returns a fence on key whose revision is not known yet.
-func NewFence(key string) *Fence {
-	f := &Fence{Key: key}
+// NewFence returns a fence on key whose revision is not known yet; by is the value its
+// bumps write (who moved the fence last, for whoever reads the key).
+func NewFence(key, by string) *Fence {
+	f := &Fence{Key: key, by: by}
 	f.rev.Store(-1)
 	f.changed.Store(time.Now().UnixNano())
 	return f
@@ -88,18 +91,18 @@ func (f *Fence) Current() int64 {
 	return rev
 }
 
-// Bump is the write that moves the fence; by is recorded as its value (who wrote last).
-func (f *Fence) Bump(by string) Write { return Write{Key: f.Key, Value: []byte(by)} }
+// Bump is the write that moves the fence.
+func (f *Fence) Bump() Write { return Write{Key: f.Key, Value: []byte(f.by)} }
 
 // BumpOp is Bump as a clientv3 operation.
-func (f *Fence) BumpOp(by string) clientv3.Op { return clientv3.OpPut(f.Key, by) }
+func (f *Fence) BumpOp() clientv3.Op { return clientv3.OpPut(f.Key, f.by) }
 
 // Follow keeps the fence's revision current until ctx ends: it creates the fence key
 // when it does not exist (so its revision is never 0), reads it, and watches it,
 // starting again after an error.
-func (f *Fence) Follow(ctx context.Context, c *clientv3.Client, by string, onErr func(error)) {
+func (f *Fence) Follow(ctx context.Context, c *clientv3.Client, onErr func(error)) {
 	for ctx.Err() == nil {
-		rev, at, err := f.read(ctx, c, by)
+		rev, at, err := f.read(ctx, c)
 		if err == nil {
 			f.Observe(rev)
 			// From the read's revision, not the key's: a fence that stood still for long
@@ -132,12 +135,12 @@ func (f *Fence) Follow(ctx context.Context, c *clientv3.Client, by string, onErr
 
 // read returns the fence key's mod revision and the revision it was read at, creating
 // the key first when it is missing.
-func (f *Fence) read(ctx context.Context, c *clientv3.Client, by string) (rev, at int64, err error) {
+func (f *Fence) read(ctx context.Context, c *clientv3.Client) (rev, at int64, err error) {
 	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	resp, err := c.Txn(rctx).
 		If(clientv3.Compare(clientv3.CreateRevision(f.Key), "=", 0)).
-		Then(clientv3.OpPut(f.Key, by)).
+		Then(f.BumpOp()).
 		Else(clientv3.OpGet(f.Key, clientv3.WithKeysOnly())).
 		Commit()
 	if err != nil {

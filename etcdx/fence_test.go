@@ -49,11 +49,11 @@ func TestFenceSettlesAndSkips(t *testing.T) {
 	cli := sharedStore.Client()
 	prefix := etcdx.Key("fencetest")
 	t.Cleanup(func() { cli.Delete(context.Background(), prefix+"/", clientv3.WithPrefix()) })
-	f := etcdx.NewFence(prefix + "/fence")
+	f := etcdx.NewFence(prefix+"/fence", "test")
 	fctx, stop := context.WithCancel(ctx)
 	var following sync.WaitGroup
 	following.Add(1)
-	go func() { defer following.Done(); f.Follow(fctx, cli, "test", nil) }()
+	go func() { defer following.Done(); f.Follow(fctx, cli, nil) }()
 	defer following.Wait()
 	defer stop()
 	// The fence is created by Follow and usable once it stood still for FenceQuiet.
@@ -124,7 +124,7 @@ func TestFenceSettlesAndSkips(t *testing.T) {
 	// transaction keeps its own condition, and settles only on its owner condition:
 	// without one it is written, not settled.
 	st0 := etcdx.NewStore(cli)
-	st0.FenceWrites(prefix+"/other", f, "other")
+	st0.FenceWrites(prefix+"/other", f)
 	if _, err := st0.Put(ctx, prefix+"/other", []byte("x")); err != nil {
 		t.Fatal(err)
 	}
@@ -141,7 +141,7 @@ func TestFenceSettlesAndSkips(t *testing.T) {
 
 	// Someone else writes k1 and moves the fence, as every other writer does.
 	st := etcdx.NewStore(cli)
-	st.FenceWrites(prefix+"/k", f, "other")
+	st.FenceWrites(prefix+"/k", f)
 	if _, err := st.Put(ctx, k1, []byte("theirs")); err != nil {
 		t.Fatal(err)
 	}

@@ -86,14 +86,13 @@ type Store struct {
 	// fenced: writes through the Store to keys under fencedPrefix also bump fence.
 	fencedPrefix string
 	fence        *Fence
-	fenceBy      string
 }
 
 // FenceWrites makes every write through s (Create, Update, Put, Delete, DeleteRev, Txn)
-// to a key under prefix also bump f in the same transaction, with by as its value: the
-// keys' usual writer then notices it (see Fence). Call it before the Store is shared.
-func (s *Store) FenceWrites(prefix string, f *Fence, by string) {
-	s.fencedPrefix, s.fence, s.fenceBy = prefix, f, by
+// to a key under prefix also bump f in the same transaction: the keys' usual writer
+// then notices it (see Fence). Call it before the Store is shared.
+func (s *Store) FenceWrites(prefix string, f *Fence) {
+	s.fencedPrefix, s.fence = prefix, f
 }
 
 // fenceOps returns the bump to add to a transaction writing key (none when key is not
@@ -102,7 +101,7 @@ func (s *Store) fenceOps(key string) []clientv3.Op {
 	if s.fence == nil || !strings.HasPrefix(key, s.fencedPrefix) {
 		return nil
 	}
-	return []clientv3.Op{s.fence.BumpOp(s.fenceBy)}
+	return []clientv3.Op{s.fence.BumpOp()}
 }
 
 // fencedThen returns op on key followed by the fence's bump when key is fenced, and the

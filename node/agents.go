@@ -264,7 +264,7 @@ func (n *Node) handleResult(ctx context.Context, ev *events.Event, now time.Time
 	for _, w := range ops {
 		then = append(then, w.Op())
 	}
-	then = append(then, clientv3.OpPut(key, string(val)), n.fence.BumpOp(n.cfg.Name))
+	then = append(then, clientv3.OpPut(key, string(val)), n.fence.BumpOp())
 	resp, err := n.client.Txn(ctx).If(cmp...).Then(then...).Commit()
 	if err != nil {
 		return fmt.Errorf("store event %s: %w", key, err)

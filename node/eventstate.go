@@ -269,14 +269,13 @@ func (c *stateCache) readEntity(ctx context.Context, store *etcdx.Store, prefix,
 		for _, k := range busy {
 			if !r.waiters[k] {
 				read = false
+				break
 			}
 		}
 		// An entry this read filled and the cache evicted since would be taken for
 		// absent on its next miss: leave the entity unread then too.
-		for _, kv := range kvs {
-			if _, ok := c.m[kv.Key]; !ok && read {
-				read = false
-			}
+		for i := 0; read && i < len(kvs); i++ {
+			_, read = c.m[kvs[i].Key]
 		}
 		if read {
 			c.entities[prefix] = entityWasRead
@@ -377,7 +376,7 @@ func (n *Node) writeEvent(ctx context.Context, ev *events.Event, now time.Time, 
 			// conditions, and this one need not move the fence.
 			put.Unclaimed = ownerKey(ns, ev.Entity.Metadata.Name)
 		case bump:
-			put.Extra = append(extra[:len(extra):len(extra)], n.fence.Bump(n.cfg.Name))
+			put.Extra = append(extra[:len(extra):len(extra)], n.fence.Bump())
 		default:
 			// The owner's write: settled, it skips its conditions; else it holds only
 			// while the session still owns the agent's events.

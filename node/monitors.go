@@ -127,7 +127,7 @@ func (n *Node) raiseKeepalive(ctx context.Context, l *etcdx.Leadership, ns, name
 			clientv3.OpDelete(etcdx.Key("ttl", ns, name)+"/", clientv3.WithPrefix()),
 			clientv3.OpDelete(keepaliveKey(ns, name)),
 			clientv3.OpDelete(ownerKey(ns, name)), // a claim a crashed server left
-			n.fence.BumpOp(n.cfg.Name),
+			n.fence.BumpOp(),
 		).Commit()
 		if err == nil && resp.Succeeded {
 			n.fence.Observe(resp.Header.Revision)

@@ -112,7 +112,7 @@ func New(cfg Config) *Node {
 		cfg.AgentAckDelay = DefaultAgentAckDelay
 	}
 	return &Node{cfg: cfg, log: cfg.Logger, errc: make(chan error, 4), stop: make(chan struct{}),
-		fence: etcdx.NewFence(etcdx.Key("fences", "events")), ownerPrefix: newOwnerPrefix(cfg.Name)}
+		fence: etcdx.NewFence(etcdx.Key("fences", "events"), cfg.Name), ownerPrefix: newOwnerPrefix(cfg.Name)}
 }
 
 // Start brings the node up in order: the API listener (so a busy port fails at once),
@@ -191,7 +191,7 @@ func (n *Node) Start(ctx context.Context) (err error) {
 		return fmt.Errorf("connect to etcd %v: %w", clientCfg.Endpoints, err)
 	}
 	n.store = etcdx.NewStore(n.client)
-	n.store.FenceWrites(etcdx.Key("events")+"/", n.fence, n.cfg.Name)
+	n.store.FenceWrites(etcdx.Key("events")+"/", n.fence)
 	// Grouped event writes: embedded members accept 1024 operations per transaction,
 	// an external etcd keeps its default of 128.
 	maxOps, txn := etcdx.ExternalBatchOps, etcdx.ClientTxn(n.client)
@@ -315,7 +315,7 @@ func (n *Node) startBackground(ctx context.Context) {
 	n.bgWG.Add(1)
 	go func() {
 		defer n.bgWG.Done()
-		n.fence.Follow(ctx, n.client, n.cfg.Name, func(err error) { n.log.Info("events fence watch restarts", "err", err) })
+		n.fence.Follow(ctx, n.client, func(err error) { n.log.Info("events fence watch restarts", "err", err) })
 	}()
 	if n.gateway != nil {
 		n.bgWG.Add(1)

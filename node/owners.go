@@ -108,7 +108,7 @@ func (n *Node) claim(ctx context.Context, from agentgw.Origin, steal bool) error
 		}
 		resp, err = n.client.Txn(ctx).
 			If(clientv3.Compare(clientv3.ModRevision(key), "=", kvs[0].ModRevision)).
-			Then(clientv3.OpPut(key, val), n.fence.BumpOp(n.cfg.Name)).
+			Then(clientv3.OpPut(key, val), n.fence.BumpOp()).
 			Commit()
 		if err != nil {
 			return fmt.Errorf("claim agent %s/%s: %w", from.Namespace, from.Agent, err)
