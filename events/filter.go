@@ -98,6 +98,11 @@ func (f *Filter) Removes(ev *Event, now time.Time) (removed bool, err error) {
 // firstIs evaluates the expressions with event bound to ev, in order, and reports
 // whether one of them has the truth value want, stopping there.
 func (e *Expressions) firstIs(ev *Event, want bool) (bool, error) {
+	if e.native != nil {
+		if is, ok := e.native.firstIs(ev, want); ok {
+			return is, nil
+		}
+	}
 	vm := e.pool.Get().(*goja.Runtime)
 	defer e.pool.Put(vm)
 	if err := vm.Set("event", jsValue(vm, reflect.ValueOf(ev))); err != nil {

@@ -153,7 +153,11 @@ func BenchmarkFilterEval(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	ev := testEvent(2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+	benchRemoves(b, cf, testEvent(2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0))
+}
+
+// benchRemoves runs cf on ev in parallel, failing if it removes ev.
+func benchRemoves(b *testing.B, cf *Filter, ev *Event) {
 	now := time.Now()
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
@@ -163,6 +167,29 @@ func BenchmarkFilterEval(b *testing.B) {
 			}
 		}
 	})
+}
+
+// BenchmarkFilterEvalNative is a filter of the simple kind, evaluated without
+// JavaScript (filter_native.go): the bench's filter of BENCHMARKS.md.
+func BenchmarkFilterEvalNative(b *testing.B) {
+	f := &EventFilter{Action: "allow", Expressions: []string{"event.check.occurrences >= 3 && event.check.status != 0"}}
+	f.Metadata.Name = "bench"
+	cf, err := CompileFilter(f)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, native := range []bool{true, false} {
+		b.Run(map[bool]string{true: "native", false: "javascript"}[native], func(b *testing.B) {
+			if !native {
+				saved := cf.exprs.native
+				cf.exprs.native = nil
+				defer func() { cf.exprs.native = saved }()
+			}
+			ev := testEvent(2, 2, 2, 2)
+			ev.Check.Occurrences = 4
+			benchRemoves(b, cf, ev)
+		})
+	}
 }
 
 func TestLazyViewMatchesSynthesize(t *testing.T) {

@@ -72,6 +72,9 @@ type Expressions struct {
 	src   []string
 	progs []*goja.Program
 	pool  sync.Pool
+	// native evaluates the expressions without JavaScript when all are of the simple
+	// kind (filter_native.go); nil otherwise.
+	native nativeExprs
 }
 
 // CompileExpressions compiles every expression, reporting the first that fails with its
@@ -99,6 +102,7 @@ func CompileExpressions(src []string) (*Expressions, error) {
 		e.progs = append(e.progs, p)
 	}
 	e.pool.New = func() any { return newRuntime() }
+	e.native = compileNative(src)
 	return e, nil
 }
 
