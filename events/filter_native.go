@@ -16,7 +16,8 @@ import (
 // or "event.check.occurrences >= 3 && event.check.status != 0", is evaluated here in Go
 // instead of in the JavaScript runtime: comparisons (== != === !== < <= > >=) of event
 // fields with literals or other fields of the same type, !, && and ||, and the truth of a
-// field. The result is what goja gives for the same expression on the same event, as
+// field, where a field may also be a key of a map of strings (event.entity.labels.env).
+// The result is what goja gives for the same expression on the same event, as
 // the lazy view (view.go) presents it: fields read by their JSON names, an omitted
 // empty field undefined, the metadata fields lifted, the computed event fields
 // (is_silenced …). Anything else (calls, assignments, other identifiers, comparisons
@@ -253,10 +254,12 @@ type nativeLit jsScalar
 func (l nativeLit) value(reflect.Value) (jsScalar, bool) { return jsScalar(l), true }
 func (l nativeLit) static() jsKind                       { return l.kind }
 
-// nativePath is event.a.b…: the steps from the event to a scalar field.
+// nativePath is event.a.b…: the steps from the event to a scalar field, or to a map of
+// strings (labels, annotations) and one of its keys.
 type nativePath struct {
-	steps []pathStep
-	kind  jsKind
+	steps  []pathStep
+	kind   jsKind
+	mapKey reflect.Value // the key read from the map the steps end at; invalid if none
 }
 
 // pathStep reads one key of a struct value.
@@ -311,14 +314,25 @@ func (p nativePath) value(ev reflect.Value) (jsScalar, bool) {
 		}
 		f := st.info.fields[st.field]
 		fv := v.FieldByIndex(f.index)
+		leaf := last && !p.mapKey.IsValid()
 		if f.omitEmpty && isEmptyValue(fv) {
-			if !last {
+			if !leaf {
 				return jsScalar{}, false
 			}
 			return jsScalar{}, true
 		}
-		if last {
+		if leaf {
 			return scalarOf(fv)
+		}
+		if last { // a map of strings, and one of its keys
+			if fv.IsNil() {
+				return jsScalar{}, false // a property of null
+			}
+			mv := fv.MapIndex(p.mapKey)
+			if !mv.IsValid() {
+				return jsScalar{}, true
+			}
+			return scalarOf(mv)
 		}
 		for fv.Kind() == reflect.Pointer {
 			if fv.IsNil() {
@@ -531,6 +545,11 @@ func compilePath(keys []string) (nativeOperand, bool) {
 			}
 			return p, true
 		}
+		if ft.Kind() == reflect.Map && ft.Key().Kind() == reflect.String && ft.Elem().Kind() == reflect.String &&
+			i == len(keys)-2 && !protoKey(keys[i+1]) {
+			p.kind, p.mapKey = jsString, reflect.ValueOf(keys[i+1]).Convert(ft.Key())
+			return p, true
+		}
 		for ft.Kind() == reflect.Pointer {
 			ft = ft.Elem()
 		}
@@ -540,4 +559,15 @@ func compilePath(keys []string) (nativeOperand, bool) {
 		t = ft
 	}
 	return nil, false
+}
+
+// protoKey reports a key that a JavaScript object has without owning it: a map that lacks
+// it does not read as undefined.
+func protoKey(k string) bool {
+	switch k {
+	case "constructor", "hasOwnProperty", "isPrototypeOf", "propertyIsEnumerable",
+		"toLocaleString", "toString", "valueOf":
+		return true
+	}
+	return strings.HasPrefix(k, "__")
 }

@@ -29,6 +29,10 @@ func nativePaths() []string {
 				if depth < 3 {
 					walk(ft, p, depth+1)
 				}
+			case reflect.Map:
+				for _, k := range []string{"a", "é", "env", "zz", "toString"} {
+					out = append(out, p+"."+k)
+				}
 			default:
 				out = append(out, p)
 			}
@@ -37,6 +41,7 @@ func nativePaths() []string {
 			for _, k := range metaLifted {
 				out = append(out, prefix+"."+k)
 			}
+			out = append(out, prefix+".labels.env", prefix+".annotations.a")
 		}
 		out = append(out, prefix+".nosuch")
 	}
@@ -131,6 +136,12 @@ func sameValues(rng *rand.Rand, ev *Event) {
 	}
 	if ev.Entity != nil && rng.IntN(2) == 0 {
 		ev.Entity.Metadata.Name = []string{"", "a", "web-01", "0", "1", "😀", "\uFFFD"}[rng.IntN(7)]
+		switch rng.IntN(3) {
+		case 0:
+			ev.Entity.Metadata.Labels = map[string]string{"env": []string{"", "a", "web-01", "é"}[rng.IntN(4)], "toString": "a"}
+		case 1:
+			ev.Entity.Metadata.Labels = map[string]string{}
+		}
 	}
 }
 
@@ -211,6 +222,8 @@ func TestNativeKinds(t *testing.T) {
 		"event.check.occurrences <= event.check.occurrences_watermark",
 		"event.check.state",
 		"event.entity.metadata.namespace === 'default'",
+		"event.entity.labels.env == 'prod'",
+		"event.check.metadata.annotations.team != event.entity.labels.team",
 	}
 	for _, s := range native {
 		if compileNative([]string{s}) == nil {
@@ -218,7 +231,9 @@ func TestNativeKinds(t *testing.T) {
 		}
 	}
 	notNative := []string{
-		"event.entity.labels.env == 'prod'",     // a map
+		"event.entity.labels == null",           // a map
+		"event.entity.labels.toString == 'x'",   // a key every object has
+		"event.entity.labels.a.b == 'x'",        // a property of a string
 		"event.check.status == '0'",             // number against string: coerced
 		"seconds_since(event.check.issued) > 5", // a call
 		"event.check.status = 2",                // an assignment
