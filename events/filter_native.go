@@ -359,18 +359,30 @@ func scalarOf(v reflect.Value) (jsScalar, bool) {
 	case reflect.Bool:
 		return jsScalar{kind: jsBool, b: v.Bool()}, true
 	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
-		return jsScalar{kind: jsNumber, isInt: true, i: v.Int()}, true
+		return intScalar(v.Int()), true
 	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
-		return jsScalar{kind: jsNumber, isInt: true, i: int64(v.Uint())}, true
+		return intScalar(int64(v.Uint())), true
 	case reflect.Float32, reflect.Float64:
 		return numberScalar(v.Float()), true
 	}
 	return jsScalar{}, false
 }
 
-// numberScalar is a float as goja holds it: an integer when it is one (floatToValue).
+// intScalar is an integer as goja holds it (intToValue): an integer up to 2^53 in size,
+// a float beyond.
+func intScalar(i int64) jsScalar {
+	const maxInt = 1 << 53
+	if i >= -maxInt && i <= maxInt {
+		return jsScalar{kind: jsNumber, isInt: true, i: i}
+	}
+	return jsScalar{kind: jsNumber, f: float64(i)}
+}
+
+// numberScalar is a float as goja holds it (floatToValue): an integer when it is a whole
+// number no larger in size than 2^53, a float otherwise.
 func numberScalar(f float64) jsScalar {
-	if f == math.Trunc(f) && !math.IsInf(f, 0) && f >= math.MinInt64 && f < math.MaxInt64 && (f != 0 || !math.Signbit(f)) {
+	const maxInt = 1 << 53
+	if f == math.Trunc(f) && !math.IsInf(f, 0) && f >= -maxInt && f <= maxInt && (f != 0 || !math.Signbit(f)) {
 		return jsScalar{kind: jsNumber, isInt: true, i: int64(f)}
 	}
 	return jsScalar{kind: jsNumber, f: f}
@@ -450,7 +462,7 @@ func nativeOperandOf(e ast.Expression) (nativeOperand, bool) {
 	case *ast.NumberLiteral:
 		switch n := x.Value.(type) {
 		case int64:
-			return nativeLit{kind: jsNumber, isInt: true, i: n}, true
+			return nativeLit(intScalar(n)), true
 		case float64:
 			return nativeLit(numberScalar(n)), true
 		}
@@ -472,7 +484,7 @@ func nativeOperandOf(e ast.Expression) (nativeOperand, bool) {
 				if v == 0 {
 					return nativeLit(numberScalar(math.Copysign(0, -1))), true
 				}
-				return nativeLit{kind: jsNumber, isInt: true, i: -v}, true
+				return nativeLit(intScalar(-v)), true
 			case float64:
 				return nativeLit(numberScalar(-v)), true
 			}

@@ -285,6 +285,55 @@ func TestNativeFallsBack(t *testing.T) {
 	}
 }
 
+// TestNativeNumbers compares numbers, literals and fields, as goja does: whole numbers up
+// to 2^53 in size as integers, the rest as floats.
+func TestNativeNumbers(t *testing.T) {
+	nums := []string{"0", "-0", "1", "-1", "0.5", "2", "2.0", "1e3", "1000", "9007199254740992", "9007199254740993",
+		"9007199254740992.0", "1152921504606846976", "1152921504606846977", "1152921504606846976.0", "1e21", "-1e21",
+		"9223372036854775807", "Infinity", "event.check.occurrences", "event.check.executed", "event.check.status"}
+	ev := testEvent(0)
+	ev.Check.Occurrences, ev.Check.Executed, ev.Check.Status = 1<<53+1, 1<<60+1, 1<<32-1
+	var n int
+	for _, a := range nums {
+		for _, b := range nums {
+			for _, op := range nativeOps {
+				src := []string{a + " " + op + " " + b}
+				e, err := CompileExpressions(src)
+				if err != nil {
+					t.Fatalf("%q: %v", src[0], err)
+				}
+				if e.native == nil {
+					continue // Infinity is a name
+				}
+				js := &Expressions{src: e.src, progs: e.progs}
+				js.pool.New = e.pool.New
+				is, ok := e.native.firstIs(ev, true)
+				jsIs, jsErr := js.firstIs(ev, true)
+				if !ok || jsErr != nil || is != jsIs {
+					t.Errorf("%q: native %v (ok %v), JavaScript %v (err %v)", src[0], is, ok, jsIs, jsErr)
+				}
+				n++
+			}
+		}
+	}
+	if n < 1000 {
+		t.Fatalf("only %d comparisons native", n)
+	}
+	vm := newRuntime()
+	for _, f := range []float64{0, 1, 0.5, 1 << 53, 1<<53 + 2, 1 << 60, -(1 << 53), -(1 << 54), 1e21} {
+		goInt := reflect.TypeOf(vm.ToValue(f).Export()).Kind() == reflect.Int64
+		if got := numberScalar(f).isInt; got != goInt {
+			t.Errorf("numberScalar(%g).isInt = %v, goja holds it as an integer: %v", f, got, goInt)
+		}
+	}
+	for _, i := range []int64{0, -1, 1 << 53, 1<<53 + 1, -(1 << 53), -(1<<53 + 1), 1 << 62} {
+		goInt := reflect.TypeOf(vm.ToValue(i).Export()).Kind() == reflect.Int64
+		if got := intScalar(i).isInt; got != goInt {
+			t.Errorf("intScalar(%d).isInt = %v, goja holds it as an integer: %v", i, got, goInt)
+		}
+	}
+}
+
 func FuzzNativeFilter(f *testing.F) {
 	for _, s := range []string{"event.check.occurrences == 1", "event.check.status >= 1 && !event.is_silenced",
 		"event.entity.name < 'm' || event.check.output != ''", "event.check.executed > 1.5e9"} {
