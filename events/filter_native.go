@@ -1,6 +1,7 @@
 package events
 
 import (
+	"cmp"
 	"math"
 	"reflect"
 	"slices"
@@ -217,7 +218,7 @@ func (v jsScalar) compare(w jsScalar) (int, bool) {
 		return strings.Compare(v.s, w.s), true
 	}
 	if v.isInt && w.isInt {
-		return cmpInt(v.i, w.i), true
+		return cmp.Compare(v.i, w.i), true
 	}
 	x, y := v.float(), w.float()
 	switch {
@@ -229,16 +230,6 @@ func (v jsScalar) compare(w jsScalar) (int, bool) {
 		return 1, true
 	}
 	return 0, true
-}
-
-func cmpInt(a, b int64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // nativeOperand is a literal or a path into the event.
@@ -264,10 +255,11 @@ type nativePath struct {
 
 // pathStep reads one key of a struct value.
 type pathStep struct {
-	key  string
+	key  reflect.Value // the key, for a lookup in the struct's kept unknown keys
 	info *structInfo
-	// how: the struct's own field (index into info.fields), a computed event field, a
-	// metadata field lifted (meta is the ObjectMeta field's index), or absent.
+	// how: the struct's own field (field indexes info.fields), a computed event field,
+	// or a field of its metadata lifted (meta is the index of the ObjectMeta field,
+	// field indexes objectMetaInfo.fields).
 	how   stepHow
 	field int
 	meta  []int
@@ -279,7 +271,6 @@ const (
 	stepField stepHow = iota
 	stepEventExtra
 	stepLifted
-	stepAbsent
 )
 
 func (p nativePath) static() jsKind { return p.kind }
@@ -292,27 +283,19 @@ func (p nativePath) value(ev reflect.Value) (jsScalar, bool) {
 			// Looked up past the struct's own fields: a kept unknown key of that name
 			// comes first.
 			if ef := st.info.extraOf(v); ef.IsValid() && ef.Kind() == reflect.Map && ef.Len() > 0 &&
-				ef.MapIndex(reflect.ValueOf(st.key)).IsValid() {
+				ef.MapIndex(st.key).IsValid() {
 				return jsScalar{}, false
 			}
 		}
+		fields := st.info.fields
 		switch st.how {
-		case stepAbsent:
-			if !last {
-				return jsScalar{}, false // a property of undefined: a TypeError
-			}
-			return jsScalar{}, true
 		case stepEventExtra:
-			b, _ := eventExtra(*v.Addr().Interface().(*Event), st.key)
+			b, _ := eventExtra(*v.Addr().Interface().(*Event), st.key.String())
 			return jsScalar{kind: jsBool, b: b}, true
 		case stepLifted:
-			v = v.FieldByIndex(st.meta)
-			st = liftedStep(st.key)
-			if st.how == stepAbsent {
-				return jsScalar{}, true
-			}
+			v, fields = v.FieldByIndex(st.meta), objectMetaInfo.fields
 		}
-		f := st.info.fields[st.field]
+		f := fields[st.field]
 		fv := v.FieldByIndex(f.index)
 		leaf := last && !p.mapKey.IsValid()
 		if f.omitEmpty && isEmptyValue(fv) {
@@ -352,7 +335,7 @@ func scalarOf(v reflect.Value) (jsScalar, bool) {
 	switch v.Kind() {
 	case reflect.String:
 		s := v.String()
-		if !utf8.ValidString(s) || strings.ContainsFunc(s, func(r rune) bool { return r > 0xFFFF }) {
+		if !bmpString(s) {
 			return jsScalar{}, false
 		}
 		return jsScalar{kind: jsString, s: s}, true
@@ -368,11 +351,19 @@ func scalarOf(v reflect.Value) (jsScalar, bool) {
 	return jsScalar{}, false
 }
 
+// bmpString reports whether s is valid UTF-8 of characters in the Basic Multilingual
+// Plane only: a string JavaScript sees as Go does, and orders the same.
+func bmpString(s string) bool {
+	return utf8.ValidString(s) && !strings.ContainsFunc(s, func(r rune) bool { return r > 0xFFFF })
+}
+
+// maxSafeInt bounds the whole numbers goja holds as integers (its maxInt).
+const maxSafeInt = 1 << 53
+
 // intScalar is an integer as goja holds it (intToValue): an integer up to 2^53 in size,
 // a float beyond.
 func intScalar(i int64) jsScalar {
-	const maxInt = 1 << 53
-	if i >= -maxInt && i <= maxInt {
+	if i >= -maxSafeInt && i <= maxSafeInt {
 		return jsScalar{kind: jsNumber, isInt: true, i: i}
 	}
 	return jsScalar{kind: jsNumber, f: float64(i)}
@@ -381,22 +372,13 @@ func intScalar(i int64) jsScalar {
 // numberScalar is a float as goja holds it (floatToValue): an integer when it is a whole
 // number no larger in size than 2^53, a float otherwise.
 func numberScalar(f float64) jsScalar {
-	const maxInt = 1 << 53
-	if f == math.Trunc(f) && !math.IsInf(f, 0) && f >= -maxInt && f <= maxInt && (f != 0 || !math.Signbit(f)) {
+	if f == math.Trunc(f) && !math.IsInf(f, 0) && f >= -maxSafeInt && f <= maxSafeInt && (f != 0 || !math.Signbit(f)) {
 		return jsScalar{kind: jsNumber, isInt: true, i: int64(f)}
 	}
 	return jsScalar{kind: jsNumber, f: f}
 }
 
 var objectMetaInfo = typeInfo(reflect.TypeFor[ObjectMeta]())
-
-// liftedStep is the step that reads a lifted key of an ObjectMeta.
-func liftedStep(key string) pathStep {
-	if i, ok := objectMetaInfo.byName[key]; ok {
-		return pathStep{key: key, info: objectMetaInfo, how: stepField, field: i}
-	}
-	return pathStep{key: key, info: objectMetaInfo, how: stepAbsent}
-}
 
 // nativeCompile compiles one expression, reporting false when it is not of the simple
 // kind.
@@ -411,11 +393,7 @@ func nativeCompile(e ast.Expression) (nativeNode, bool) {
 	case *ast.BinaryExpression:
 		switch x.Operator {
 		case token.LOGICAL_AND, token.LOGICAL_OR:
-			a, ok := nativeCompile(x.Left)
-			if !ok {
-				return nil, false
-			}
-			b, ok := nativeCompile(x.Right)
+			a, b, ok := both(x, nativeCompile)
 			if !ok {
 				return nil, false
 			}
@@ -425,11 +403,7 @@ func nativeCompile(e ast.Expression) (nativeNode, bool) {
 			return nativeOr{a, b}, true
 		case token.EQUAL, token.NOT_EQUAL, token.STRICT_EQUAL, token.STRICT_NOT_EQUAL,
 			token.LESS, token.LESS_OR_EQUAL, token.GREATER, token.GREATER_OR_EQUAL:
-			a, ok := nativeOperandOf(x.Left)
-			if !ok {
-				return nil, false
-			}
-			b, ok := nativeOperandOf(x.Right)
+			a, b, ok := both(x, nativeOperandOf)
 			if !ok {
 				return nil, false
 			}
@@ -456,6 +430,14 @@ func nativeCompile(e ast.Expression) (nativeNode, bool) {
 	return nativeTruth{o}, true
 }
 
+// both compiles the two sides of x with compile.
+func both[T any](x *ast.BinaryExpression, compile func(ast.Expression) (T, bool)) (a, b T, ok bool) {
+	if a, ok = compile(x.Left); ok {
+		b, ok = compile(x.Right)
+	}
+	return a, b, ok
+}
+
 // nativeOperandOf compiles a literal, or a path from event to a scalar field.
 func nativeOperandOf(e ast.Expression) (nativeOperand, bool) {
 	switch x := e.(type) {
@@ -470,7 +452,7 @@ func nativeOperandOf(e ast.Expression) (nativeOperand, bool) {
 	case *ast.StringLiteral:
 		// U+FFFD may stand for a lone surrogate of the source, which JavaScript keeps.
 		s := x.Value.String()
-		if !utf8.ValidString(s) || strings.ContainsFunc(s, func(r rune) bool { return r > 0xFFFF || r == utf8.RuneError }) {
+		if !bmpString(s) || strings.ContainsRune(s, utf8.RuneError) {
 			return nil, false
 		}
 		return nativeLit{kind: jsString, s: s}, true
@@ -517,7 +499,7 @@ func compilePath(keys []string) (nativeOperand, bool) {
 	for i, key := range keys {
 		last := i == len(keys)-1
 		info := typeInfo(t)
-		st := pathStep{key: key, info: info}
+		st := pathStep{key: reflect.ValueOf(key), info: info}
 		var ft reflect.Type // the field's type as declared
 		if fi, ok := info.byName[key]; ok {
 			st.how, st.field = stepField, fi
@@ -531,12 +513,12 @@ func compilePath(keys []string) (nativeOperand, bool) {
 			return p, true
 		} else if mi, ok := info.byName["metadata"]; ok && slices.Contains(metaLifted, key) &&
 			t.FieldByIndex(info.fields[mi].index).Type == reflect.TypeFor[ObjectMeta]() {
-			ls := liftedStep(key)
-			if ls.how == stepAbsent {
+			li, ok := objectMetaInfo.byName[key]
+			if !ok {
 				return nil, false
 			}
-			st.how, st.meta = stepLifted, info.fields[mi].index
-			ft = reflect.TypeFor[ObjectMeta]().FieldByIndex(objectMetaInfo.fields[ls.field].index).Type
+			st.how, st.field, st.meta = stepLifted, li, info.fields[mi].index
+			ft = reflect.TypeFor[ObjectMeta]().FieldByIndex(objectMetaInfo.fields[li].index).Type
 		} else {
 			return nil, false // undefined, or a kept unknown key: JavaScript's
 		}

@@ -171,8 +171,7 @@ func TestNativeMatchesJavaScript(t *testing.T) {
 			continue
 		}
 		native++
-		js := &Expressions{src: e.src, progs: e.progs}
-		js.pool.New = e.pool.New
+		js := jsOnly(e)
 		for j := 0; j < 8; j++ {
 			ev := &Event{}
 			randomFill(rng, reflect.ValueOf(ev).Elem(), 0)
@@ -195,6 +194,13 @@ func TestNativeMatchesJavaScript(t *testing.T) {
 	if native < compiled/10 || answered < 1000 {
 		t.Fatalf("too few native evaluations to mean anything: %d of %d expressions, %d answers", native, compiled, answered)
 	}
+}
+
+// jsOnly is e evaluated in goja only.
+func jsOnly(e *Expressions) *Expressions {
+	js := &Expressions{src: e.src, progs: e.progs}
+	js.pool.New = e.pool.New
+	return js
 }
 
 func eventSummary(ev *Event) string {
@@ -305,8 +311,7 @@ func TestNativeNumbers(t *testing.T) {
 				if e.native == nil {
 					continue // Infinity is a name
 				}
-				js := &Expressions{src: e.src, progs: e.progs}
-				js.pool.New = e.pool.New
+				js := jsOnly(e)
 				is, ok := e.native.firstIs(ev, true)
 				jsIs, jsErr := js.firstIs(ev, true)
 				if !ok || jsErr != nil || is != jsIs {
@@ -344,8 +349,7 @@ func FuzzNativeFilter(f *testing.F) {
 		if err != nil || e.native == nil {
 			return
 		}
-		js := &Expressions{src: e.src, progs: e.progs}
-		js.pool.New = e.pool.New
+		js := jsOnly(e)
 		rng := rand.New(rand.NewPCG(seed, 3))
 		for i := 0; i < 4; i++ {
 			ev := &Event{}
