@@ -78,8 +78,21 @@ func (a *Agent) execute(ctx context.Context, cfg events.CheckConfig, issued int6
 	ev := &events.Event{Entity: a.entity.Entity(), Check: chk}
 	ev.Metadata.Namespace = a.cfg.Namespace
 
+	// Tokens such as {{ .name }} or {{ .labels.disk | default "80" }} take the agent's
+	// entity's values, as a Sensu agent substitutes them before it runs the check. A
+	// token without a value fails the check with status 3 and says why.
+	command, err := events.SubstituteTokens(cfg.Command, events.Synthesize(ev.Entity))
+	if err != nil {
+		chk.Executed, chk.Status = time.Now().Unix(), uint32(events.StatusUnknown)
+		chk.Output = fmt.Sprintf("error while substituting check tokens: %v", err)
+		ev.Timestamp = chk.Executed
+		if err := a.enqueue(ev); err != nil {
+			a.log.Error("check result lost: cannot queue it", "check", cfg.Metadata.Name, "err", err)
+		}
+		return
+	}
 	spec := events.CommandSpec{
-		Command:   cfg.Command,
+		Command:   command,
 		Env:       cfg.EnvVars,
 		Timeout:   time.Duration(cfg.Timeout) * time.Second,
 		MaxOutput: int(cfg.MaxOutputSize),

@@ -81,6 +81,9 @@ func TestExecute(t *testing.T) {
 		{name: "max output size", cfg: events.CheckConfig{Command: "head -c 10000 /dev/zero | tr '\\0' x", MaxOutputSize: 100}, maxOutLen: 100, output: "xxxx"},
 		{name: "discard output", cfg: events.CheckConfig{Command: "echo secret; exit 2", DiscardOutput: true}, status: 2, output: ""},
 		{name: "command not found", cfg: events.CheckConfig{Command: "/nonexistent/plugin"}, status: 127},
+		{name: "tokens of the entity", cfg: events.CheckConfig{Command: `echo {{ .name }} {{ .nosuch | default "80" }}`}, output: "host-1 80\n"},
+		{name: "a token without a value", cfg: events.CheckConfig{Command: "echo {{ .nosuch }}"}, status: uint32(events.StatusUnknown),
+			output: "error while substituting check tokens: ", outputHas: "no value"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
