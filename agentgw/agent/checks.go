@@ -91,6 +91,7 @@ func (a *Agent) execute(ctx context.Context, cfg events.CheckConfig, issued int6
 		}
 		return
 	}
+	chk.Command = command // the event shows the command that ran, as Sensu's does
 	spec := events.CommandSpec{
 		Command:   command,
 		Env:       cfg.EnvVars,
@@ -141,10 +142,12 @@ const defaultHookTimeout = 60 * time.Second
 
 // runHooks runs the named hooks one after another for ev, whose check has just run, and
 // returns their results. A hook without a definition in the request is logged and left
-// out.
+// out. Tokens in a hook's command take the entity's values, as in the check's command;
+// a hook whose tokens have no value does not run and reports status 3 and why.
 func (a *Agent) runHooks(ctx context.Context, ev *events.Event, names []string, defs []events.HookConfig, issued int64) []events.Hook {
 	var out []events.Hook
 	stdin := sync.OnceValues(func() ([]byte, error) { return json.Marshal(ev) }) // ev does not change here
+	entity := sync.OnceValue(func() map[string]any { return events.Synthesize(ev.Entity) })
 	for _, name := range names {
 		i := slices.IndexFunc(defs, func(h events.HookConfig) bool { return h.Metadata.Name == name })
 		if i < 0 {
@@ -152,6 +155,14 @@ func (a *Agent) runHooks(ctx context.Context, ev *events.Event, names []string, 
 			continue
 		}
 		def := defs[i]
+		command, err := events.SubstituteTokens(def.Command, entity())
+		if err != nil {
+			out = append(out, events.Hook{HookConfig: def, Executed: time.Now().Unix(), Issued: issued,
+				Output: fmt.Sprintf("error while substituting hook tokens: %v", err), Status: int32(events.StatusUnknown)})
+			a.log.Warn("check hook not run: its tokens have no value", "check", ev.Check.Metadata.Name, "hook", name, "err", err)
+			continue
+		}
+		def.Command = command
 		spec := events.CommandSpec{Command: def.Command, Timeout: time.Duration(def.Timeout) * time.Second, MaxOutput: int(ev.Check.MaxOutputSize)}
 		if def.Timeout == 0 {
 			spec.Timeout = defaultHookTimeout

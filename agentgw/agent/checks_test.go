@@ -71,6 +71,7 @@ func TestExecute(t *testing.T) {
 		output    string // prefix
 		outputHas string
 		maxOutLen int
+		command   string // the command the event shows, when set
 	}{
 		{name: "status and output", cfg: events.CheckConfig{Command: "echo WARN; exit 1"}, status: 1, output: "WARN\n"},
 		{name: "stderr too", cfg: events.CheckConfig{Command: "echo out; echo err >&2; exit 2"}, status: 2, output: "out\nerr\n"},
@@ -81,7 +82,8 @@ func TestExecute(t *testing.T) {
 		{name: "max output size", cfg: events.CheckConfig{Command: "head -c 10000 /dev/zero | tr '\\0' x", MaxOutputSize: 100}, maxOutLen: 100, output: "xxxx"},
 		{name: "discard output", cfg: events.CheckConfig{Command: "echo secret; exit 2", DiscardOutput: true}, status: 2, output: ""},
 		{name: "command not found", cfg: events.CheckConfig{Command: "/nonexistent/plugin"}, status: 127},
-		{name: "tokens of the entity", cfg: events.CheckConfig{Command: `echo {{ .name }} {{ .nosuch | default "80" }}`}, output: "host-1 80\n"},
+		{name: "tokens of the entity", cfg: events.CheckConfig{Command: `echo {{ .name }} {{ .nosuch | default "80" }}`}, output: "host-1 80\n",
+			command: "echo host-1 80"},
 		{name: "a token without a value", cfg: events.CheckConfig{Command: "echo {{ .nosuch }}"}, status: uint32(events.StatusUnknown),
 			output: "error while substituting check tokens: ", outputHas: "no value"},
 	}
@@ -98,6 +100,9 @@ func TestExecute(t *testing.T) {
 			}
 			if tt.outputHas != "" && !strings.Contains(c.Output, tt.outputHas) {
 				t.Errorf("output = %q, want it to contain %q", c.Output, tt.outputHas)
+			}
+			if tt.command != "" && c.Command != tt.command {
+				t.Errorf("event's command = %q, want %q (substituted, as Sensu shows it)", c.Command, tt.command)
 			}
 			if tt.maxOutLen > 0 && len(c.Output) > tt.maxOutLen {
 				t.Errorf("output is %d bytes, more than %d", len(c.Output), tt.maxOutLen)
@@ -157,11 +162,13 @@ func TestCheckHooks(t *testing.T) {
 		hook("stdin", "grep -o '\"status\":2' ", true, 5),
 		hook("slow", "sleep 30", false, 1),
 		hook("on-ok", "echo fine", false, 0),
+		hook("tokens", `echo {{ .name }} {{ .labels.disk | default "/var" }}`, false, 0),
+		hook("no-value", "echo {{ .nosuch }}", false, 0),
 	}
 	cfg := events.CheckConfig{Command: "echo CRIT; exit 2", CheckHooks: []map[string][]string{
 		{"critical": {"ps"}, "0": {"on-ok"}},
 		{"non-zero": {"ps", "stdin", "missing"}},
-		{"2": {"slow"}},
+		{"2": {"slow", "tokens", "no-value"}},
 	}}
 	cfg.Metadata.Name = "disk"
 	ev := runOne(t, cfg, defs...)
@@ -171,8 +178,17 @@ func TestCheckHooks(t *testing.T) {
 		got[h.Metadata.Name] = h
 		order = append(order, h.Metadata.Name)
 	}
-	if strings.Join(order, ",") != "ps,stdin,slow" {
-		t.Fatalf("hooks run: %v, want ps,stdin,slow (each once, on-ok not, missing left out)", order)
+	if strings.Join(order, ",") != "ps,stdin,slow,tokens,no-value" {
+		t.Fatalf("hooks run: %v, want ps,stdin,slow,tokens,no-value (each once, on-ok not, missing left out)", order)
+	}
+	// Tokens take the entity's values, as in check commands; the hook shows the command
+	// that ran. One without a value does not run and says why.
+	if h := got["tokens"]; h.Status != 0 || h.Output != "host-1 /var\n" || h.Command != "echo host-1 /var" {
+		t.Errorf("tokens hook: %+v", h)
+	}
+	if h := got["no-value"]; h.Status != int32(events.StatusUnknown) || !strings.HasPrefix(h.Output, "error while substituting hook tokens: ") ||
+		!strings.Contains(h.Output, "no value") || h.Executed == 0 || h.Issued != 42 {
+		t.Errorf("no-value hook: %+v", h)
 	}
 	if h := got["ps"]; h.Status != 3 || h.Output != "diagnostics\n" || h.Issued != 42 || h.Executed == 0 || h.Command != "echo diagnostics; exit 3" {
 		t.Errorf("ps hook: %+v", h)
