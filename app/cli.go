@@ -45,8 +45,8 @@ func newFlagSet(env *Env, name string, help cliHelp) *pflag.FlagSet {
 	fs.Usage = func() {
 		w := env.Stdout
 		var desc []string
-		for _, line := range strings.Split(strings.TrimSpace(help.description), "\n") {
-			desc = append(desc, wrapText(line, helpWidth)...)
+		for _, para := range helpParagraphs(help.description) {
+			desc = append(desc, wrapText(para, helpWidth)...)
 		}
 		fmt.Fprintf(w, "Usage: %s\n\n%s\n\nFlags:\n", help.usage, strings.Join(desc, "\n"))
 		fs.SetOutput(w)
@@ -62,6 +62,32 @@ func newFlagSet(env *Env, name string, help cliHelp) *pflag.FlagSet {
 		}
 	}
 	return fs
+}
+
+// helpParagraphs splits a help description into the lines to wrap: each paragraph (a
+// run of lines neither blank nor indented) joined into one, so that it is broken at
+// helpWidth and not where the source's lines happened to end; blank and indented lines
+// (examples, lists) as they are.
+func helpParagraphs(s string) []string {
+	var out []string
+	var para []string
+	flush := func() {
+		if len(para) > 0 {
+			out = append(out, strings.Join(para, " "))
+			para = nil
+		}
+	}
+	for _, line := range strings.Split(strings.TrimSpace(s), "\n") {
+		line = strings.TrimRight(line, " ")
+		if line == "" || line[0] == ' ' || line[0] == '\t' {
+			flush()
+			out = append(out, line)
+			continue
+		}
+		para = append(para, line)
+	}
+	flush()
+	return out
 }
 
 // addCommonFlags registers --api-url, --namespace/-n and --config-dir.

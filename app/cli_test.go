@@ -39,7 +39,7 @@ func runCLI(t *testing.T, vars map[string]string, stdin string, args ...string) 
 }
 
 func TestCLIHelp(t *testing.T) {
-	for _, cmd := range []string{"login", "create", "dump", "list", "get", "delete"} {
+	for _, cmd := range []string{"login", "create", "dump", "list", "get", "delete", "silence"} {
 		r := runCLI(t, nil, "", cmd, "--help")
 		if r.code != 0 || !strings.HasPrefix(r.stdout, "Usage: picket "+cmd) || !strings.Contains(r.stdout, "Examples:") {
 			t.Errorf("%s --help: code %d, stdout:\n%s\nstderr: %s", cmd, r.code, r.stdout, r.stderr)
@@ -47,6 +47,21 @@ func TestCLIHelp(t *testing.T) {
 		for _, flag := range []string{"--api-url", "--namespace", "--config-dir"} {
 			if !strings.Contains(r.stdout, flag) {
 				t.Errorf("%s --help does not explain %s", cmd, flag)
+			}
+		}
+		// The description is wrapped by paragraph: no line is left with a word or two
+		// that the next line could have taken.
+		desc, _, _ := strings.Cut(r.stdout, "\nFlags:\n")
+		lines := strings.Split(desc, "\n")
+		for i, l := range lines {
+			if utf8.RuneCountInString(l) > helpWidth {
+				t.Errorf("%s --help: line %q is wider than %d", cmd, l, helpWidth)
+			}
+			if i+1 < len(lines) && l != "" && l[0] != ' ' && lines[i+1] != "" && lines[i+1][0] != ' ' {
+				next, _, _ := strings.Cut(lines[i+1], " ")
+				if utf8.RuneCountInString(l)+1+utf8.RuneCountInString(next) <= helpWidth {
+					t.Errorf("%s --help: line %q ends early: %q fits after it", cmd, l, next)
+				}
 			}
 		}
 	}
