@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -80,7 +81,8 @@ func decodeJSONDocs(data []byte, source string) ([]Wrapped, error) {
 		if err := dec.Decode(&raw); err == io.EOF {
 			break
 		} else if err != nil {
-			errs = append(errs, fmt.Errorf("%s: document %d: invalid JSON: %v", source, n, err))
+			// JSON has no document markers to resume at: say what was not read.
+			errs = append(errs, fmt.Errorf("%s: document %d: invalid JSON: %v (the rest of %s was not read; its problems show once this one is mended)", source, n, err, source))
 			break
 		}
 		w, err := wrappedFromJSON(raw)
@@ -97,38 +99,122 @@ func decodeJSONDocs(data []byte, source string) ([]Wrapped, error) {
 func decodeYAMLDocs(data []byte, source string) ([]Wrapped, error) {
 	var out []Wrapped
 	var errs []error
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	for n := 1; ; n++ {
-		var doc yaml.Node
-		if err := dec.Decode(&doc); err == io.EOF {
-			break
-		} else if err != nil {
-			errs = append(errs, fmt.Errorf("%s: document %d: invalid YAML: %v", source, n, err))
-			break
+	n := 0
+	// Each part is decoded on its own, so that a syntax error in one document does not
+	// hide the problems of the documents after it.
+	for _, part := range yamlParts(data) {
+		dec := yaml.NewDecoder(bytes.NewReader(part.data))
+		for {
+			var doc yaml.Node
+			err := dec.Decode(&doc)
+			if err == io.EOF {
+				break
+			}
+			n++
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s: document %d: invalid YAML: %s", source, n, shiftYAMLLines(err.Error(), part.line-1)))
+				break // the rest of this part; the next part is read afresh
+			}
+			if len(doc.Content) == 0 || (doc.Content[0].Kind == yaml.ScalarNode && doc.Content[0].Tag == "!!null") {
+				continue // an empty document, e.g. after a trailing ---
+			}
+			where := fmt.Sprintf("%s: document %d (line %d)", source, n, doc.Content[0].Line+part.line-1)
+			var v any
+			if err := doc.Decode(&v); err != nil {
+				errs = append(errs, fmt.Errorf("%s: %s", where, shiftYAMLLines(err.Error(), part.line-1)))
+				continue
+			}
+			raw, err := json.Marshal(yamlToJSONValue(v))
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s: cannot be represented as JSON: %v", where, err))
+				continue
+			}
+			w, err := wrappedFromJSON(raw)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", where, err))
+				continue
+			}
+			w.Doc = n
+			out = append(out, w)
 		}
-		if len(doc.Content) == 0 || (doc.Content[0].Kind == yaml.ScalarNode && doc.Content[0].Tag == "!!null") {
-			continue // an empty document, e.g. after a trailing ---
-		}
-		where := fmt.Sprintf("%s: document %d (line %d)", source, n, doc.Content[0].Line)
-		var v any
-		if err := doc.Decode(&v); err != nil {
-			errs = append(errs, fmt.Errorf("%s: %v", where, err))
-			continue
-		}
-		raw, err := json.Marshal(yamlToJSONValue(v))
-		if err != nil {
-			errs = append(errs, fmt.Errorf("%s: cannot be represented as JSON: %v", where, err))
-			continue
-		}
-		w, err := wrappedFromJSON(raw)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", where, err))
-			continue
-		}
-		w.Doc = n
-		out = append(out, w)
 	}
 	return out, errors.Join(errs...)
+}
+
+// yamlPart is a run of a YAML stream's lines, from its line number line (1-based).
+type yamlPart struct {
+	data []byte
+	line int
+}
+
+// yamlParts splits a YAML stream at its document markers: a part begins at each line
+// starting "---" (with the comments and directives just before it) and ends after each
+// line starting "...", either followed by a space, a tab or the line's end. YAML
+// reserves such lines for markers wherever they appear, even inside a block scalar, so
+// the parts hold whole documents.
+func yamlParts(data []byte) []yamlPart {
+	var parts []yamlPart
+	start, startLine := 0, 1
+	cut := func(end, nextLine int) {
+		if end > start {
+			parts = append(parts, yamlPart{data[start:end], startLine})
+		}
+		start, startLine = end, nextLine
+	}
+	for off, line := 0, 1; off < len(data); line++ {
+		end := bytes.IndexByte(data[off:], '\n')
+		next := len(data)
+		if end >= 0 {
+			next = off + end + 1
+		}
+		text := data[off:next]
+		switch {
+		case isYAMLMarker(text, "---") && !yamlPrologue(data[start:off]):
+			cut(off, line)
+		case isYAMLMarker(text, "..."):
+			cut(next, line+1)
+		}
+		off = next
+	}
+	cut(len(data), 0)
+	return parts
+}
+
+// yamlPrologue reports whether lines hold nothing but blank lines, comments and
+// directives (%YAML, %TAG), which belong with the document that follows them.
+func yamlPrologue(lines []byte) bool {
+	for _, l := range bytes.Split(lines, []byte("\n")) {
+		l = bytes.TrimSpace(l)
+		if len(l) > 0 && l[0] != '#' && l[0] != '%' {
+			return false
+		}
+	}
+	return true
+}
+
+func isYAMLMarker(line []byte, marker string) bool {
+	if !bytes.HasPrefix(line, []byte(marker)) {
+		return false
+	}
+	rest := line[len(marker):]
+	return len(rest) == 0 || rest[0] == ' ' || rest[0] == '\t' || rest[0] == '\r' || rest[0] == '\n'
+}
+
+// yamlLine matches the line numbers in yaml.v3's errors: "yaml: line 3: …" and, in
+// its unmarshal errors, "\n  line 3: …".
+var yamlLine = regexp.MustCompile(`(yaml: line |\n  line )(\d+)`)
+
+// shiftYAMLLines adds by to the line numbers of a yaml.v3 error about a part of a
+// stream, so that they count from the stream's start.
+func shiftYAMLLines(msg string, by int) string {
+	if by == 0 {
+		return msg
+	}
+	return yamlLine.ReplaceAllStringFunc(msg, func(m string) string {
+		sub := yamlLine.FindStringSubmatch(m)
+		n, _ := strconv.Atoi(sub[2])
+		return sub[1] + strconv.Itoa(n+by)
+	})
 }
 
 // yamlToJSONValue turns what yaml.v3 decodes into values encoding/json accepts: mappings

@@ -84,6 +84,31 @@ spec:
 			wantErr: []string{"in.yml: document 2: invalid YAML"},
 		},
 		{
+			// A syntax error spoils only its own document: the ones after it are read
+			// and checked, with their lines counted from the start of the file.
+			name:    "invalid YAML, then more documents",
+			input:   "type: Handler\nmetadata: {name: a}\n---\ntype: [\n---\ntype: Chek\nmetadata: {name: b}\nspec: {}\n---\ntype: Handler\nmetadata: {name: c}\nspec: {}\n",
+			types:   []string{"Handler", "Handler"},
+			names:   []string{"a", "c"},
+			wantErr: []string{"in.yml: document 2: invalid YAML: yaml: line 4:", "in.yml: document 3 (line 6)", `unknown type "Chek"`},
+		},
+		{
+			name:    "bad value, lines from the start of the file",
+			input:   "type: Handler\nmetadata: {name: a}\n---\ntype: Handler\nmetadata: [x]\nspec: {}\n",
+			types:   []string{"Handler"},
+			names:   []string{"a"},
+			wantErr: []string{"in.yml: document 2 (line 4)"},
+		},
+		{
+			// Directives and comments go with the document after them; "..." ends one;
+			// lines of a block scalar are not markers, being indented; CRLF lines.
+			name: "directives, end markers, block scalars",
+			input: "%YAML 1.1\r\n# the first\r\n---\r\ntype: Handler\r\nmetadata: {name: a}\r\nspec:\r\n  command: |\r\n    echo\r\n    ---\r\n    ...\r\n...\r\n" +
+				"type: Handler\nmetadata: {name: b}\nspec: {}\n--- # c\ntype: Handler\nmetadata: {name: c}\nspec: {}\n",
+			types: []string{"Handler", "Handler", "Handler"},
+			names: []string{"a", "b", "c"},
+		},
+		{
 			name:    "invalid JSON",
 			input:   `{"type":"Handler","spec":{}} {"type":`,
 			types:   []string{"Handler"},
