@@ -66,6 +66,7 @@ type BackendConfig struct {
 	EtcdAutoCompactionMode       string   `koanf:"etcd-auto-compaction-mode"`
 	EtcdAutoCompactionRetention  string   `koanf:"etcd-auto-compaction-retention"`
 	EtcdCompactionSleepInterval  int      `koanf:"etcd-compaction-sleep-interval"`
+	EtcdPinDatabase              bool     `koanf:"etcd-pin-database"`
 
 	// EtcdClientUsername and EtcdClientPassword come only from the environment
 	// (PICKET_BACKEND_ETCD_CLIENT_USERNAME / _PASSWORD), never from a file or flag.
@@ -136,6 +137,7 @@ var backendKeys = []configKey{
 	{"etcd-auto-compaction-mode", "periodic", "etcd auto compaction mode: periodic or revision"},
 	{"etcd-auto-compaction-retention", "1h", "etcd auto compaction retention (duration for periodic, count for revision)"},
 	{"etcd-compaction-sleep-interval", 100, "milliseconds etcd rests between compaction batches of 4,000 revisions, which bounds compaction at 4,000 revisions per interval (40,000/s at 100); lower it if the cluster stores more events per second than about half that"},
+	{"etcd-pin-database", true, "keep the embedded etcd database in memory (locked, up to half of the machine's memory and at most the quota), so that compacting old history never waits on the disk; needs a locked-memory limit that large (the packaged unit sets LimitMEMLOCK=infinity), else a warning and it runs without"},
 }
 
 // addBackendFlags declares one flag per backend key on fs.

@@ -320,6 +320,7 @@ func nodeConfig(cfg *BackendConfig, log *slog.Logger) (node.Config, error) {
 			AutoCompactionMode:       cfg.EtcdAutoCompactionMode,
 			AutoCompactionRetention:  cfg.EtcdAutoCompactionRetention,
 			CompactionSleepInterval:  time.Duration(cfg.EtcdCompactionSleepInterval) * time.Millisecond,
+			PinDatabase:              cfg.EtcdPinDatabase,
 			ClientTLS:                etcdx.TLSFiles{CertFile: cfg.EtcdCertFile, KeyFile: cfg.EtcdKeyFile, TrustedCAFile: cfg.EtcdTrustedCAFile, ClientCertAuth: cfg.EtcdClientCertAuth},
 			PeerTLS:                  etcdx.TLSFiles{CertFile: cfg.EtcdPeerCertFile, KeyFile: cfg.EtcdPeerKeyFile, TrustedCAFile: cfg.EtcdPeerTrustedCAFile, ClientCertAuth: cfg.EtcdPeerClientCertAuth},
 			Logger:                   log.With("component", "etcd"),

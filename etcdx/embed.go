@@ -127,6 +127,10 @@ type EmbedConfig struct {
 	// how many revisions a compaction deletes per second, which must stay above the
 	// cluster's write rate or the history outgrows the quota.
 	CompactionSleepInterval time.Duration
+	// PinDatabase keeps the member's database file in memory (locked, up to half of
+	// the machine's memory and at most the quota), so that compaction never waits on
+	// the disk for old pages while it holds the lock writes need. See dbPin.
+	PinDatabase bool
 
 	// ClientTLS is used for https client URLs, PeerTLS for https peer URLs.
 	ClientTLS, PeerTLS TLSFiles
@@ -160,6 +164,11 @@ type Embedded struct {
 	// stopStreams ends every open gRPC stream (watches, lease keep-alives) when Close
 	// starts, so that etcd's graceful stop does not wait for clients to hang up.
 	stopStreams context.CancelFunc
+
+	// stopPin ends the pinning of the database (PinDatabase); pinned is closed once it
+	// released what it locked.
+	stopPin context.CancelFunc
+	pinned  chan struct{}
 
 	errc      chan error
 	stop      chan struct{}
@@ -279,6 +288,14 @@ wait:
 			"client_urls", e.clientURLs, "took", time.Since(start).Round(time.Millisecond))
 	}
 	go e.watchErrors()
+	if cfg.PinDatabase {
+		pinCtx, stopPin := context.WithCancel(context.Background())
+		e.stopPin, e.pinned = stopPin, make(chan struct{})
+		go func() {
+			defer close(e.pinned)
+			pinDatabase(pinCtx, ecfg.Dir, pinnable(ecfg.QuotaBackendBytes), e.log)
+		}()
+	}
 	return e, nil
 }
 
@@ -360,6 +377,10 @@ func (e *Embedded) Close() error {
 // shutdown stops etcd and releases the lock, in the reverse order of StartEmbedded.
 func (e *Embedded) shutdown() error {
 	start := time.Now()
+	if e.stopPin != nil {
+		e.stopPin()
+		<-e.pinned
+	}
 	e.quiet.Store(true)
 	e.stopStreams()
 	e.etcd.Close()
