@@ -75,25 +75,55 @@ func DecodeWrapped(r io.Reader, source string) ([]Wrapped, error) {
 func decodeJSONDocs(data []byte, source string) ([]Wrapped, error) {
 	var out []Wrapped
 	var errs []error
+	base := 0 // where in data the decoder's input starts
 	dec := json.NewDecoder(bytes.NewReader(data))
 	for n := 1; ; n++ {
+		start := base + int(dec.InputOffset())
 		var raw json.RawMessage
-		if err := dec.Decode(&raw); err == io.EOF {
+		err := dec.Decode(&raw)
+		if err == io.EOF {
 			break
-		} else if err != nil {
-			// JSON has no document markers to resume at: say what was not read.
-			errs = append(errs, fmt.Errorf("%s: document %d: invalid JSON: %v (the rest of %s was not read; its problems show once this one is mended)", source, n, err, source))
-			break
+		}
+		for start < len(data) && strings.IndexByte(" \t\r\n", data[start]) >= 0 {
+			start++
+		}
+		where := fmt.Sprintf("%s: document %d (line %d)", source, n, lineAt(data, start))
+		if err != nil {
+			// Resume at the next line that starts with "{": a document begins there in
+			// the wrapped format as picket dump and sensuctl dump write it, and nowhere
+			// else in valid JSON (a string holds no raw line break).
+			at := start + 1
+			var se *json.SyntaxError
+			if errors.As(err, &se) {
+				at = max(at, base+int(se.Offset))
+			}
+			next := -1
+			if at < len(data) {
+				next = bytes.Index(data[at:], []byte("\n{"))
+			}
+			if next < 0 {
+				errs = append(errs, fmt.Errorf("%s: invalid JSON: %v (nothing after it was read: no later line starts with '{')", where, err))
+				break
+			}
+			base = at + next + 1
+			errs = append(errs, fmt.Errorf("%s: invalid JSON: %v; reading resumes at line %d, the next line that starts with '{'", where, err, lineAt(data, base)))
+			dec = json.NewDecoder(bytes.NewReader(data[base:]))
+			continue
 		}
 		w, err := wrappedFromJSON(raw)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("%s: document %d: %w", source, n, err))
+			errs = append(errs, fmt.Errorf("%s: %w", where, err))
 			continue
 		}
 		w.Doc = n
 		out = append(out, w)
 	}
 	return out, errors.Join(errs...)
+}
+
+// lineAt is the 1-based number of the line holding data[off].
+func lineAt(data []byte, off int) int {
+	return 1 + bytes.Count(data[:min(off, len(data))], []byte("\n"))
 }
 
 func decodeYAMLDocs(data []byte, source string) ([]Wrapped, error) {

@@ -113,7 +113,20 @@ spec:
 			input:   `{"type":"Handler","spec":{}} {"type":`,
 			types:   []string{"Handler"},
 			names:   []string{""},
-			wantErr: []string{"in.yml: document 2: invalid JSON"},
+			wantErr: []string{"in.yml: document 2 (line 1): invalid JSON", "nothing after it was read"},
+		},
+		{
+			// As dump writes JSON, each document starts a line with "{": reading
+			// resumes at the next one after a syntax error.
+			name: "invalid JSON, then more documents",
+			input: "{\n  \"type\": \"Handler\",\n  \"metadata\": {\"name\": \"a\"},\n  \"spec\": {}\n}\n" +
+				"{\n  \"type\": \"Handler\",\n  \"metadata\": {\"name\": \"b\",},\n  \"spec\": {}\n}\n" +
+				"{\"type\": \"Chek\", \"metadata\": {\"name\": \"c\"}, \"spec\": {}}\n" +
+				"{\"type\": \"Handler\", \"metadata\": {\"name\": \"d\"}, \"spec\": {}}\n",
+			types: []string{"Handler", "Handler"},
+			names: []string{"a", "d"},
+			wantErr: []string{"in.yml: document 2 (line 6): invalid JSON", "reading resumes at line 11",
+				"in.yml: document 3 (line 11)", `unknown type "Chek"`},
 		},
 	}
 	for _, tt := range tests {
