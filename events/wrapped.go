@@ -76,6 +76,7 @@ func decodeJSONDocs(data []byte, source string) ([]Wrapped, error) {
 	var out []Wrapped
 	var errs []error
 	base := 0 // where in data the decoder's input starts
+	lines := lineCounter{data: data, line: 1}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	for n := 1; ; n++ {
 		start := base + int(dec.InputOffset())
@@ -87,7 +88,7 @@ func decodeJSONDocs(data []byte, source string) ([]Wrapped, error) {
 		for start < len(data) && strings.IndexByte(" \t\r\n", data[start]) >= 0 {
 			start++
 		}
-		where := fmt.Sprintf("%s: document %d (line %d)", source, n, lineAt(data, start))
+		where := fmt.Sprintf("%s: document %d (line %d)", source, n, lines.at(start))
 		if err != nil {
 			// Resume at the next line that starts with "{": a document begins there in
 			// the wrapped format as picket dump and sensuctl dump write it, and nowhere
@@ -106,24 +107,41 @@ func decodeJSONDocs(data []byte, source string) ([]Wrapped, error) {
 				break
 			}
 			base = at + next + 1
-			errs = append(errs, fmt.Errorf("%s: invalid JSON: %v; reading resumes at line %d, the next line that starts with '{'", where, err, lineAt(data, base)))
+			errs = append(errs, fmt.Errorf("%s: invalid JSON: %v; reading resumes at line %d, the next line that starts with '{'", where, err, lines.at(base)))
 			dec = json.NewDecoder(bytes.NewReader(data[base:]))
 			continue
 		}
-		w, err := wrappedFromJSON(raw)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", where, err))
-			continue
-		}
-		w.Doc = n
-		out = append(out, w)
+		out, errs = appendWrapped(out, errs, raw, n, where)
 	}
 	return out, errors.Join(errs...)
 }
 
-// lineAt is the 1-based number of the line holding data[off].
-func lineAt(data []byte, off int) int {
-	return 1 + bytes.Count(data[:min(off, len(data))], []byte("\n"))
+// lineCounter numbers the lines of data at offsets that grow, counting each line
+// break once however many documents a file holds.
+type lineCounter struct {
+	data      []byte
+	off, line int // line is the 1-based number of the line holding data[off]
+}
+
+func (c *lineCounter) at(off int) int {
+	off = min(off, len(c.data))
+	if off < c.off {
+		c.off, c.line = 0, 1
+	}
+	c.line += bytes.Count(c.data[c.off:off], []byte("\n"))
+	c.off = off
+	return c.line
+}
+
+// appendWrapped adds the wrapped document raw, number n of its input and described by
+// where, to out, or what is wrong with it to errs.
+func appendWrapped(out []Wrapped, errs []error, raw []byte, n int, where string) ([]Wrapped, []error) {
+	w, err := wrappedFromJSON(raw)
+	if err != nil {
+		return out, append(errs, fmt.Errorf("%s: %w", where, err))
+	}
+	w.Doc = n
+	return append(out, w), errs
 }
 
 func decodeYAMLDocs(data []byte, source string) ([]Wrapped, error) {
@@ -159,13 +177,7 @@ func decodeYAMLDocs(data []byte, source string) ([]Wrapped, error) {
 				errs = append(errs, fmt.Errorf("%s: cannot be represented as JSON: %v", where, err))
 				continue
 			}
-			w, err := wrappedFromJSON(raw)
-			if err != nil {
-				errs = append(errs, fmt.Errorf("%s: %w", where, err))
-				continue
-			}
-			w.Doc = n
-			out = append(out, w)
+			out, errs = appendWrapped(out, errs, raw, n, where)
 		}
 	}
 	return out, errors.Join(errs...)

@@ -81,7 +81,8 @@ func (a *Agent) execute(ctx context.Context, cfg events.CheckConfig, issued int6
 	// Tokens such as {{ .name }} or {{ .labels.disk | default "80" }} take the agent's
 	// entity's values, as a Sensu agent substitutes them before it runs the check. A
 	// token without a value fails the check with status 3 and says why.
-	command, err := events.SubstituteTokens(cfg.Command, events.Synthesize(ev.Entity))
+	entity := events.Synthesize(ev.Entity) // for the check's tokens and its hooks
+	command, err := events.SubstituteTokens(cfg.Command, entity)
 	if err != nil {
 		chk.Executed, chk.Status = time.Now().Unix(), uint32(events.StatusUnknown)
 		chk.Output = fmt.Sprintf("error while substituting check tokens: %v", err)
@@ -123,7 +124,7 @@ func (a *Agent) execute(ctx context.Context, cfg events.CheckConfig, issued int6
 		chk.Output = ""
 	}
 	if names := events.HookNames(cfg.CheckHooks, chk.Status); len(names) > 0 {
-		chk.Hooks = a.runHooks(ctx, ev, names, hooks, issued)
+		chk.Hooks = a.runHooks(ctx, ev, entity, names, hooks, issued)
 		if ctx.Err() != nil {
 			return
 		}
@@ -142,12 +143,12 @@ const defaultHookTimeout = 60 * time.Second
 
 // runHooks runs the named hooks one after another for ev, whose check has just run, and
 // returns their results. A hook without a definition in the request is logged and left
-// out. Tokens in a hook's command take the entity's values, as in the check's command;
-// a hook whose tokens have no value does not run and reports status 3 and why.
-func (a *Agent) runHooks(ctx context.Context, ev *events.Event, names []string, defs []events.HookConfig, issued int64) []events.Hook {
+// out. Tokens in a hook's command take their values from entity (ev's entity as
+// events.Synthesize presents it), as the check's command did; a hook whose tokens have
+// no value does not run and reports status 3 and why.
+func (a *Agent) runHooks(ctx context.Context, ev *events.Event, entity map[string]any, names []string, defs []events.HookConfig, issued int64) []events.Hook {
 	var out []events.Hook
 	stdin := sync.OnceValues(func() ([]byte, error) { return json.Marshal(ev) }) // ev does not change here
-	entity := sync.OnceValue(func() map[string]any { return events.Synthesize(ev.Entity) })
 	for _, name := range names {
 		i := slices.IndexFunc(defs, func(h events.HookConfig) bool { return h.Metadata.Name == name })
 		if i < 0 {
@@ -155,7 +156,7 @@ func (a *Agent) runHooks(ctx context.Context, ev *events.Event, names []string, 
 			continue
 		}
 		def := defs[i]
-		command, err := events.SubstituteTokens(def.Command, entity())
+		command, err := events.SubstituteTokens(def.Command, entity)
 		if err != nil {
 			out = append(out, events.Hook{HookConfig: def, Executed: time.Now().Unix(), Issued: issued,
 				Output: fmt.Sprintf("error while substituting hook tokens: %v", err), Status: int32(events.StatusUnknown)})
