@@ -48,6 +48,9 @@ type Origin struct {
 	Namespace, Agent string
 	// Session is unique among the gateway's sessions.
 	Session uint64
+	// Resent marks an event its agent sent before and never saw acknowledged
+	// (TypeResentEvent): it may have been stored already, by any server.
+	Resent bool
 }
 
 // Config configures a Gateway.
@@ -294,12 +297,16 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	subs := events.WithEntitySubscription(strings.Split(r.Header.Get(HeaderSubscriptions), ","), name)
 	acks := r.Header.Get(AckHeader) == "1"
+	resends := acks && r.Header.Get(ResendHeader) == "1"
 
 	w.Header().Set(HeaderBackendID, g.cfg.Name)
 	w.Header().Set("Accept", "application/json")
 	w.Header().Set("Content-Type", "application/json")
 	if acks {
 		w.Header().Set(AckHeader, "1")
+	}
+	if resends {
+		w.Header().Set(ResendHeader, "1")
 	}
 	conn, err := websocket.Accept(w, r, &websocket.AcceptOptions{InsecureSkipVerify: true})
 	if err != nil {

@@ -3,11 +3,15 @@
 // `picket agent`.
 //
 // A message is one binary WebSocket frame: the message type, one '\n', then the
-// payload. Picket adds one extension, acknowledged delivery: an agent that sends the
-// request header AckHeader: "1" and gets the same header back in the response receives
-// an "ack" frame {"id": <event id>} for every event once it is persisted, and keeps
-// unacknowledged events on disk until then. Plain Sensu agents never ask and never see
-// an ack.
+// payload. Picket adds two extensions, each asked for by a request header and granted by
+// the same header in the response; plain Sensu agents never ask and never see either:
+//   - acknowledged delivery (AckHeader): the agent receives an "ack" frame
+//     {"id": <event id>} for every event once it is persisted, and keeps unacknowledged
+//     events on disk until then;
+//   - marked resends (ResendHeader): an event the agent sent before, on an earlier
+//     connection or before it restarted, goes out again as a "resent_event" frame, so
+//     that a server that did not store it itself can tell it from a new result (see
+//     node's writeEvent).
 package agentgw
 
 import (
@@ -27,6 +31,9 @@ const (
 	TypeEntityConfig = "entity_config"
 	// TypeAck is Picket's extension: server → agent, {"id": "<event id>"}.
 	TypeAck = "ack"
+	// TypeResentEvent is Picket's extension: an event, as TypeEvent, that its agent
+	// sent before and never saw acknowledged.
+	TypeResentEvent = "resent_event"
 )
 
 // Handshake headers.
@@ -38,6 +45,8 @@ const (
 	HeaderBackendID     = "Backend-ID"
 	// AckHeader asks for (request) and grants (response) acknowledged delivery.
 	AckHeader = "Picket-Ack"
+	// ResendHeader asks for (request) and grants (response) marked resends.
+	ResendHeader = "Picket-Resend"
 )
 
 // MaxFrameSize is the largest frame the gateway and agent accept: 1 MiB more than the
@@ -69,6 +78,8 @@ func Decode(frame []byte) (string, []byte, error) {
 		return TypeEvent, frame[i+1:], nil
 	case TypeKeepalive:
 		return TypeKeepalive, frame[i+1:], nil
+	case TypeResentEvent:
+		return TypeResentEvent, frame[i+1:], nil
 	}
 	typ := string(frame[:i])
 	for _, c := range typ {

@@ -442,7 +442,7 @@ func (s *session) decode(log *slog.Logger, frame []byte) (ev *events.Event, msgT
 	switch msgType {
 	case TypeKeepalive:
 		keepalive = true
-	case TypeEvent:
+	case TypeEvent, TypeResentEvent:
 	default:
 		s.g.malformed.Add(1)
 		log.Warn("frame of unknown type dropped", "type", msgType)
@@ -483,7 +483,9 @@ func (s *session) decode(log *slog.Logger, frame []byte) (ev *events.Event, msgT
 func (s *session) process(log *slog.Logger, ev *events.Event, msgType string, keepalive bool, read time.Time) {
 	// An event already read is finished even when its session ends meanwhile (agent
 	// gone, replaced, server stopping): only the gateway's close deadline cancels it.
-	if err := s.g.cfg.Hooks.HandleEvent(s.g.workCtx, ev, keepalive, s.origin()); err != nil {
+	from := s.origin()
+	from.Resent = msgType == TypeResentEvent
+	if err := s.g.cfg.Hooks.HandleEvent(s.g.workCtx, ev, keepalive, from); err != nil {
 		s.g.eventsFailed.Add(1)
 		if s.g.workCtx.Err() == nil {
 			log.Error("event not accepted", "type", msgType, "err", err)

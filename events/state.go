@@ -34,6 +34,21 @@ type CheckState struct {
 	LastOK, Occurrences, Watermark int64
 }
 
+// Holds reports whether the history holds a result like c's: executed at the same
+// second, with the same status, and no later than the latest result. A result the
+// history holds was stored already, if it is one its agent sent before.
+func (s *CheckState) Holds(c *Check) bool {
+	if c == nil || c.Executed == 0 || len(s.History) == 0 || c.Executed > s.History[len(s.History)-1].Executed {
+		return false
+	}
+	for _, h := range s.History {
+		if h.Executed == c.Executed && h.Status == c.Status {
+			return true
+		}
+	}
+	return false
+}
+
 // StateOf returns the state of ev's check; false when ev or its check is nil.
 func StateOf(ev *Event) (CheckState, bool) {
 	if ev == nil || ev.Check == nil {

@@ -267,3 +267,29 @@ func TestFlappingThresholdBoundaries(t *testing.T) {
 		}
 	}
 }
+
+// Holds: a result executed at the second and with the status of one in the history, no
+// later than the latest, is held; anything else is not.
+func TestCheckStateHolds(t *testing.T) {
+	s := &CheckState{History: []History{{Status: 0, Executed: 100}, {Status: 2, Executed: 110}, {Status: 2, Executed: 120}}}
+	for _, tc := range []struct {
+		status   uint32
+		executed int64
+		want     bool
+	}{
+		{0, 100, true},
+		{2, 110, true},
+		{2, 120, true},  // the latest itself
+		{0, 110, false}, // same second, another status
+		{2, 115, false}, // between two results
+		{2, 130, false}, // later than the latest
+		{2, 0, false},   // no executed time: the server gives it one
+	} {
+		if got := s.Holds(&Check{Status: tc.status, Executed: tc.executed}); got != tc.want {
+			t.Errorf("status %d executed %d: Holds = %v, want %v", tc.status, tc.executed, got, tc.want)
+		}
+	}
+	if (&CheckState{}).Holds(&Check{Executed: 100}) || s.Holds(nil) {
+		t.Error("an empty history or no check holds a result")
+	}
+}

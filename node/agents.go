@@ -118,11 +118,20 @@ func (n *Node) handleAgentEvent(ctx context.Context, ev *events.Event, keepalive
 		return n.handleKeepalive(ctx, ev, now, from.Session)
 	}
 	// The session owns its own agent's events only (owners.go).
-	var session uint64
+	src := source{resent: from.Resent}
 	if ev.Entity.Metadata.Name == from.Agent && ev.Entity.Metadata.Namespace == from.Namespace {
-		session = from.Session
+		src.session = from.Session
 	}
-	return n.handleResult(ctx, ev, now, nil, session)
+	return n.handleResult(ctx, ev, now, nil, src)
+}
+
+// source is who delivers a result to be stored: the agent session that owns its
+// entity's events (0 for any other writer: the API, a monitor, a proxy entity's check;
+// see owners.go), and whether the agent marked it as sent before and never
+// acknowledged, so that it may be stored already.
+type source struct {
+	session uint64
+	resent  bool
 }
 
 func (n *Node) handleKeepalive(ctx context.Context, ev *events.Event, now time.Time, session uint64) error {
@@ -152,7 +161,7 @@ func (n *Node) handleKeepalive(ctx context.Context, ev *events.Event, now time.T
 	kev := keepaliveEvent(ent, chk, 0, fmt.Sprintf("Keepalive last sent from %s at %s", name, now.UTC().Format(time.RFC3339)), now)
 	n.beforeStore(kev, now)
 	// A keepalive has no ID, so it is never taken for a resend: always stored.
-	_, err = n.writeEvent(ctx, kev, now, session,
+	_, err = n.writeEvent(ctx, kev, now, source{session: session},
 		etcdx.Write{Key: entityKey(ns, name), Value: entVal},
 		etcdx.Write{Key: keepaliveKey(ns, name), Value: recVal},
 	)
@@ -196,9 +205,8 @@ func (n *Node) nextEventState(ctx context.Context, ev *events.Event, now time.Ti
 
 // handleResult stores a check result as the latest event of its entity and check,
 // creating a proxy entity when the check names one. extra ops commit in the same
-// transaction (the monitors fence their writes that way). session is the agent session
-// that owns the entity's events and delivered the result, 0 for anyone else.
-func (n *Node) handleResult(ctx context.Context, ev *events.Event, now time.Time, cmp []clientv3.Cmp, session uint64, extra ...etcdx.Write) error {
+// transaction (the monitors fence their writes that way). from is who delivered it.
+func (n *Node) handleResult(ctx context.Context, ev *events.Event, now time.Time, cmp []clientv3.Cmp, from source, extra ...etcdx.Write) error {
 	if ev.Check == nil || ev.Check.Metadata.Name == "" {
 		if ev.HasMetrics() {
 			// Metrics-only events are handled by the pipeline, not stored: refuse them
@@ -225,7 +233,7 @@ func (n *Node) handleResult(ctx context.Context, ev *events.Event, now time.Time
 			ops = append(ops, etcdx.Write{Key: entityKey(ns, p), Value: val})
 		}
 		ev.Entity = proxy
-		session = 0
+		from.session = 0
 	} else if ev.Entity.EntityClass == "" {
 		ev.Entity.EntityClass = events.EntityAgent
 	}
@@ -246,7 +254,7 @@ func (n *Node) handleResult(ctx context.Context, ev *events.Event, now time.Time
 		// Agent results go through the in-memory state and the grouped writer. A resend
 		// of a result already stored is acknowledged without being stored or handled
 		// again.
-		stored, err := n.writeEvent(ctx, ev, now, session, ops...)
+		stored, err := n.writeEvent(ctx, ev, now, from, ops...)
 		if err != nil {
 			return err
 		}
@@ -285,5 +293,5 @@ func (n *Node) storeAPIEvent(ctx context.Context, ev *events.Event) error {
 	if ev.Entity.EntityClass == "" {
 		ev.Entity.EntityClass = events.EntityProxy
 	}
-	return n.handleResult(ctx, ev, time.Now(), nil, 0)
+	return n.handleResult(ctx, ev, time.Now(), nil, source{})
 }

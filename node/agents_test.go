@@ -669,6 +669,59 @@ func TestEventStoredPlainByAnOlderBuild(t *testing.T) {
 	}
 }
 
+// Results stored by another server (before a failover), which their agent resends here
+// marked as resends: the stored event has only the last one's ID, and the earlier ones
+// are known by the history, so none is stored twice. A marked resend the history does
+// not hold is stored; an unmarked result is taken by its ID alone.
+func TestResentResultsStoredElsewhereAreKnown(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a real etcd member")
+	}
+	n := nodetest.Start(t)
+	ctx := context.Background()
+	a := mustDialAgent(t, n, "resent2", "default", "agent", nodetest.AgentPassword, []string{"linux"}, true)
+	a.next(agentgw.TypeEntityConfig, 5*time.Second)
+	const t0 = 1796538300
+	other := `{"metadata":{"namespace":"default"},"timestamp":1796538300,"id":"other-3",` +
+		`"entity":{"metadata":{"name":"resent2","namespace":"default"},"entity_class":"agent"},` +
+		`"check":{"metadata":{"name":"disk","namespace":"default"},"status":2,"executed":1796538300,"state":"failing","occurrences":1,"occurrences_watermark":1,` +
+		`"history":[{"status":2,"executed":1796538280},{"status":0,"executed":1796538290},{"status":2,"executed":1796538300}]}}`
+	if _, err := n.Store().Put(ctx, "/picket/events/default/resent2/disk", []byte(other)); err != nil {
+		t.Fatal(err)
+	}
+	send := func(typ, id string, status uint32, executed int64) {
+		t.Helper()
+		r := result("resent2", "disk", status, id)
+		r.Check.Executed = executed
+		a.send(typ, r)
+		if ack := a.next(agentgw.TypeAck, 5*time.Second); !strings.Contains(ack, id) {
+			t.Fatalf("ack for %s: %s", id, ack)
+		}
+	}
+	stored := func(wantID string, wantResults int) {
+		t.Helper()
+		var ev events.Event
+		if st := apiGet(t, n, "/api/core/v2/namespaces/default/events/resent2/disk", &ev); st != 200 {
+			t.Fatalf("event: %d", st)
+		}
+		if ev.ID != wantID || len(ev.Check.History) != wantResults {
+			t.Fatalf("stored: id %s, %d results; want %s and %d", ev.ID, len(ev.Check.History), wantID, wantResults)
+		}
+	}
+	send(agentgw.TypeResentEvent, "other-1", 2, t0-20)
+	send(agentgw.TypeResentEvent, "other-2", 0, t0-10)
+	send(agentgw.TypeResentEvent, "other-3", 2, t0)
+	stored("other-3", 3)
+	// The same second with another status, and a later result: not stored before.
+	send(agentgw.TypeResentEvent, "lost-4", 0, t0)
+	stored("lost-4", 4)
+	send(agentgw.TypeResentEvent, "lost-5", 2, t0+10)
+	stored("lost-5", 5)
+	// Not marked: a result like one in the history is new (a clock stepped back).
+	send(agentgw.TypeEvent, "late-6", 0, t0-10)
+	stored("late-6", 6)
+}
+
 // A result whose event was rewritten behind this server's cache (another server, a
 // monitor): the grouped write's condition fails, the stored event is read back, and the
 // result's state builds on it rather than on the cache. The other writer's result, if

@@ -324,10 +324,19 @@ func (c *stateCache) len() int {
 // writeEvent computes ev's state from the previous event of its entity and check and
 // stores it through the grouped writer, with extra puts committed alongside. It
 // returns once the write is committed, reporting false when ev was a resend of a
-// result already stored (by its ID), which it leaves alone. session is the agent
-// session that owns the entity's events and delivered ev, 0 for any other writer, which
-// moves the events fence when a session claims the entity (owners.go).
-func (n *Node) writeEvent(ctx context.Context, ev *events.Event, now time.Time, session uint64, extra ...etcdx.Write) (stored bool, err error) {
+// result already stored, which it leaves alone. from.session is the agent session that
+// owns the entity's events and delivered ev, 0 for any other writer, which moves the
+// events fence when a session claims the entity (owners.go).
+//
+// A resend is known by its ID when this server stored or read it (the cache keeps the
+// last 16 IDs of a key). Stored by another server (before a failover), only the last
+// result's ID is in the stored event; an earlier one the agent marked as a resend is
+// known by the history instead: a result executed at the second and with the status of
+// one there, no later than the stored one, was stored. Results not marked are taken by
+// their ID alone: after an agent's clock stepped back, a new result can look just like
+// that.
+func (n *Node) writeEvent(ctx context.Context, ev *events.Event, now time.Time, from source, extra ...etcdx.Write) (stored bool, err error) {
+	session := from.session
 	ns := ev.Entity.Metadata.Namespace
 	key := eventKey(ns, ev.Entity.Metadata.Name, ev.Check.Metadata.Name)
 	ev.Check.Metadata.Namespace = ns
@@ -340,7 +349,7 @@ func (n *Node) writeEvent(ctx context.Context, ev *events.Event, now time.Time, 
 			return false, err
 		}
 	}
-	if e.seen(ev.ID) {
+	if e.seen(ev.ID) || (from.resent && e.hasState && e.state.Holds(ev.Check)) {
 		return false, nil
 	}
 	silenced, isSilenced := ev.Check.Silenced, ev.Check.IsSilenced

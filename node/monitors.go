@@ -152,7 +152,7 @@ func (n *Node) raiseKeepalive(ctx context.Context, l *etcdx.Leadership, ns, name
 	ev := keepaliveEvent(ent, chk, status, output, now)
 	rec.Status = status
 	recVal, _ := json.Marshal(rec)
-	err = n.handleResult(ctx, ev, now, fence, 0, etcdx.Write{Key: keepaliveKey(ns, name), Value: recVal})
+	err = n.handleResult(ctx, ev, now, fence, source{}, etcdx.Write{Key: keepaliveKey(ns, name), Value: recVal})
 	if err == nil {
 		n.log.Info("keepalive event raised", "entity", name, "namespace", ns, "status", status, "silent_for", fmt.Sprintf("%ds", age))
 	}
@@ -210,7 +210,7 @@ func (n *Node) raiseTTL(ctx context.Context, l *etcdx.Leadership, ns, entity, ch
 		clientv3.Compare(clientv3.CreateRevision(l.Key()), "=", l.Rev),
 		clientv3.Compare(clientv3.ModRevision(ttlKey(ns, entity, check)), "=", wr.rev),
 	}
-	err = n.handleResult(ctx, ev, now, fence, 0, etcdx.Write{Key: ttlKey(ns, entity, check), Value: recVal})
+	err = n.handleResult(ctx, ev, now, fence, source{}, etcdx.Write{Key: ttlKey(ns, entity, check), Value: recVal})
 	if err == nil {
 		n.log.Info("ttl event raised", "entity", entity, "check", check, "namespace", ns)
 	}

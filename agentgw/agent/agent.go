@@ -249,16 +249,19 @@ func (a *Agent) headers() http.Header {
 	h.Set("Authorization", "Basic "+base64.StdEncoding.EncodeToString([]byte(a.cfg.User+":"+a.cfg.Password)))
 	h.Set("Accept", "application/json")
 	h.Set(agentgw.AckHeader, "1")
+	h.Set(agentgw.ResendHeader, "1")
 	return h
 }
 
 // conn is one established session.
 type conn struct {
-	ws    *websocket.Conn
-	url   string
-	acks  bool
-	ready chan struct{} // closed on entity_config or after requestGrace
-	once  sync.Once
+	ws   *websocket.Conn
+	url  string
+	acks bool
+	// resends: the backend takes events sent before as TypeResentEvent.
+	resends bool
+	ready   chan struct{} // closed on entity_config or after requestGrace
+	once    sync.Once
 	// firstKeepalive is closed once the first keepalive is written: events wait for it,
 	// so the backend knows the entity before its events.
 	firstKeepalive chan struct{}
@@ -299,6 +302,7 @@ func (a *Agent) session(ctx context.Context, url string) (established bool, err 
 	}
 	ws.SetReadLimit(agentgw.MaxFrameSize)
 	c := &conn{ws: ws, url: url, acks: resp.Header.Get(agentgw.AckHeader) == "1", ready: make(chan struct{}), firstKeepalive: make(chan struct{})}
+	c.resends = c.acks && resp.Header.Get(agentgw.ResendHeader) == "1"
 	a.log.Info("connected to backend", "backend", url, "backend_id", resp.Header.Get(agentgw.HeaderBackendID), "acks", c.acks, "queued", a.queue.Len())
 
 	// The session's goroutines get a context of their own, not ctx: coder/websocket tears
@@ -491,7 +495,8 @@ func (a *Agent) sendKeepalive(ctx context.Context, c *conn) error {
 
 // sendLoop sends queued events in order. With acks, an event stays queued until its ack
 // arrives and at most sendWindow events are in flight; without, it is removed once
-// written.
+// written. An event written before (on an earlier connection, or before the agent
+// restarted) goes out as a resend when the backend takes them: it may be stored already.
 func (a *Agent) sendLoop(ctx context.Context, c *conn) error {
 	select {
 	case <-ctx.Done():
@@ -513,7 +518,13 @@ func (a *Agent) sendLoop(ctx context.Context, c *conn) error {
 			}
 			continue
 		}
-		if err := a.write(ctx, c, agentgw.TypeEvent, payload); err != nil {
+		typ := agentgw.TypeEvent
+		if c.resends && a.queue.wasSent(seq) {
+			typ = agentgw.TypeResentEvent
+		}
+		// Marked before the write: a write that fails may still have reached the backend.
+		a.queue.markSent(seq)
+		if err := a.write(ctx, c, typ, payload); err != nil {
 			return fmt.Errorf("send event: %w", err)
 		}
 		last = seq

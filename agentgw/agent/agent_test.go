@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"net/http"
 	"runtime"
@@ -111,27 +112,49 @@ func TestCheckRequestRunsAndAckRemoves(t *testing.T) {
 	}
 }
 
+// An event not acknowledged comes again on the next session: marked as a resend when the
+// backend takes them (Picket's), as a plain event when not (one of an older version).
+// Events the agent writes for the first time are never marked.
 func TestUnackedEventsResentAfterReconnect(t *testing.T) {
-	fb := newFakeBackend(t, true)
-	a := startAgent(t, Config{BackendURLs: []string{fb.url()}})
-	fb.next(agentgw.TypeKeepalive)
-	fb.send(agentgw.TypeCheckRequest, checkRequest("one", "echo 1", 1))
-	first := fb.next(agentgw.TypeEvent)
-	fb.send(agentgw.TypeCheckRequest, checkRequest("two", "echo 2", 1))
-	second := fb.next(agentgw.TypeEvent)
-	fb.send(agentgw.TypeAck, agentgw.Ack{ID: second.ID})
-	eventually(t, "the ack", func() bool { return a.queue.Len() == 1 })
+	for _, resends := range []bool{true, false} {
+		t.Run(fmt.Sprintf("resends=%v", resends), func(t *testing.T) {
+			fb := newFakeBackend(t, true)
+			fb.resends = resends
+			a := startAgent(t, Config{BackendURLs: []string{fb.url()}})
+			fb.next(agentgw.TypeKeepalive)
+			fb.send(agentgw.TypeCheckRequest, checkRequest("one", "echo 1", 1))
+			first := fb.next(agentgw.TypeEvent)
+			fb.send(agentgw.TypeCheckRequest, checkRequest("two", "echo 2", 1))
+			second := fb.next(agentgw.TypeEvent)
+			fb.send(agentgw.TypeAck, agentgw.Ack{ID: second.ID})
+			eventually(t, "the ack", func() bool { return a.queue.Len() == 1 })
 
-	// The backend dies without acking the first: it comes again on the next session.
-	c := <-fb.conns
-	_ = c.CloseNow()
-	fb.next(agentgw.TypeKeepalive)
-	again := fb.next(agentgw.TypeEvent)
-	if again.ID != first.ID {
-		t.Fatalf("resent %s, want %s", again.ID, first.ID)
+			// The backend dies without acking the first: it comes again on the next session.
+			c := <-fb.conns
+			_ = c.CloseNow()
+			fb.next(agentgw.TypeKeepalive)
+			resentType := agentgw.TypeEvent
+			if resends {
+				resentType = agentgw.TypeResentEvent
+			}
+			again := fb.next(resentType)
+			if again.ID != first.ID {
+				t.Fatalf("resent %s, want %s", again.ID, first.ID)
+			}
+			fb.send(agentgw.TypeAck, agentgw.Ack{ID: first.ID})
+			eventually(t, "the queue to empty", func() bool { return a.queue.Len() == 0 })
+
+			// A new result on this session is a plain event.
+			fb.send(agentgw.TypeCheckRequest, checkRequest("three", "echo 3", 2))
+			fr := <-fb.frames
+			for fr.typ == agentgw.TypeKeepalive {
+				fr = <-fb.frames
+			}
+			if fr.typ != agentgw.TypeEvent || fr.ev.Check.Metadata.Name != "three" {
+				t.Fatalf("after the resend: a %s frame of %s, want an event of three", fr.typ, fr.ev.Check.Metadata.Name)
+			}
+		})
 	}
-	fb.send(agentgw.TypeAck, agentgw.Ack{ID: first.ID})
-	eventually(t, "the queue to empty", func() bool { return a.queue.Len() == 0 })
 }
 
 func TestRequestsIgnoredUntilEntityConfig(t *testing.T) {

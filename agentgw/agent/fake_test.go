@@ -33,7 +33,9 @@ type fakeBackend struct {
 	srv    *httptest.Server
 	status int  // non-zero: refuse handshakes with this status
 	acks   bool // grant acknowledgements
-	noEC   bool // do not send entity_config on connect
+	// resends: grant marked resends (with acks).
+	resends bool
+	noEC    bool // do not send entity_config on connect
 
 	mu       sync.Mutex
 	headers  []http.Header
@@ -67,6 +69,9 @@ func (f *fakeBackend) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	if f.acks && r.Header.Get(agentgw.AckHeader) == "1" {
 		w.Header().Set(agentgw.AckHeader, "1")
+		if f.resends && r.Header.Get(agentgw.ResendHeader) == "1" {
+			w.Header().Set(agentgw.ResendHeader, "1")
+		}
 	}
 	w.Header().Set(agentgw.HeaderBackendID, "fake")
 	c, err := websocket.Accept(w, r, nil)

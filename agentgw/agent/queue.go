@@ -39,7 +39,11 @@ type Queue struct {
 	byID    map[string]*queueEntry
 	bytes   int64
 	nextSeq uint64
-	full    bool // logged once per full spell
+	// sentThrough is the highest sequence number written to a backend: those up to it
+	// may have been stored, and are resends when written again. At open, every event
+	// found on disk counts as written (the agent may have sent it before it stopped).
+	sentThrough uint64
+	full        bool // logged once per full spell
 	// changed is signalled (without blocking) on every Push and Remove.
 	changed chan struct{}
 }
@@ -91,6 +95,7 @@ func OpenQueue(dir string, maxCount int, maxBytes int64, log *slog.Logger) (*Que
 		}
 	}
 	sort.Slice(q.entries, func(i, j int) bool { return q.entries[i].seq < q.entries[j].seq })
+	q.sentThrough = q.nextSeq - 1
 	return q, nil
 }
 
@@ -218,6 +223,21 @@ func (q *Queue) next(after uint64) (seq uint64, id string, payload []byte, ok bo
 		}
 		return 0, "", nil, false
 	}
+}
+
+// markSent records that the event with sequence number seq is being written to a backend.
+func (q *Queue) markSent(seq uint64) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.sentThrough = max(q.sentThrough, seq)
+}
+
+// wasSent reports whether the event with sequence number seq was written to a backend
+// before (or was queued when the agent started).
+func (q *Queue) wasSent(seq uint64) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return seq <= q.sentThrough
 }
 
 // inflight counts the queued events with a sequence number up to through.

@@ -64,6 +64,18 @@ func TestQueueSurvivesReopenInOrder(t *testing.T) {
 	if ids := q2.IDs(); ids[len(ids)-1] != id {
 		t.Fatalf("new event not last: %v", ids)
 	}
+	// The events found on disk may have been sent before the agent stopped: written
+	// again, they are resends. The new one is not, until it is written.
+	for _, e := range q2.entries {
+		if q2.wasSent(e.seq) != (e.id != id) {
+			t.Fatalf("event %d (%s): sent before = %v", e.seq, e.id, q2.wasSent(e.seq))
+		}
+	}
+	last := q2.entries[len(q2.entries)-1].seq
+	q2.markSent(last)
+	if !q2.wasSent(last) {
+		t.Fatal("an event written is not taken as sent")
+	}
 }
 
 func TestQueueBounds(t *testing.T) {
