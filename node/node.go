@@ -49,6 +49,11 @@ type Config struct {
 	// writing it more acks (agentgw.Config.AckDelay): 0 means DefaultAgentAckDelay, a
 	// negative value no wait.
 	AgentAckDelay time.Duration
+	// PaceGC raises Go's garbage-collection target (GOGC=200) while the server stores
+	// events at a high rate and restores the default when it falls (gcPacer). The
+	// setting is the process's, so only the server command sets it, and not when GOGC
+	// is set in the environment.
+	PaceGC bool
 }
 
 // DefaultAgentAckDelay lets an agent that sends more than four events a second get its
@@ -325,6 +330,19 @@ func (n *Node) startBackground(ctx context.Context) {
 		}()
 	}
 	n.startHistoryGuard(ctx)
+	if n.cfg.PaceGC {
+		p := newGCPacer(func() int64 { return n.batch.Stats().Writes }, func(pct int, rate float64) {
+			n.log.Info("garbage collection paced for the event rate", "gogc", pct, "events_per_second", int(rate))
+		})
+		n.api.Registry().MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "picket_gc_percent",
+			Help: "Go's garbage-collection target (GOGC) the server set for its event rate: 200 while it stores 2,000 events/s or more, 100 after 30 s below 1,000/s."},
+			func() float64 { return float64(p.current.Load()) }))
+		n.bgWG.Add(1)
+		go func() {
+			defer n.bgWG.Done()
+			p.run(ctx)
+		}()
+	}
 	tasks := map[string]func(context.Context, *etcdx.Leadership) error{
 		TaskPublisher:        n.runPublisher,
 		TaskKeepaliveMonitor: n.runKeepaliveMonitor,
