@@ -35,6 +35,10 @@ const (
 	sendWindow = 512
 	// closeTimeout bounds the close handshake on shutdown.
 	closeTimeout = 3 * time.Second
+	// drainTimeout bounds how long a session that ends on purpose (shutdown, maximum
+	// session length) waits for the acks of the events it sent, so that they need not
+	// be sent again.
+	drainTimeout = 2 * time.Second
 )
 
 // Agent is one running agent. Create it with New and start it with Run.
@@ -260,6 +264,11 @@ type conn struct {
 	acks bool
 	// resends: the backend takes events sent before as TypeResentEvent.
 	resends bool
+	// draining stops sendLoop from sending more: the session is about to close and
+	// waits for the acks of what it sent (drainAcks).
+	draining atomic.Bool
+	// lastSent is the sequence number of the last event sendLoop wrote on this conn.
+	lastSent atomic.Uint64
 	ready   chan struct{} // closed on entity_config or after requestGrace
 	once    sync.Once
 	// firstKeepalive is closed once the first keepalive is written: events wait for it,
@@ -339,6 +348,7 @@ func (a *Agent) session(ctx context.Context, url string) (established bool, err 
 
 	select {
 	case <-ctx.Done():
+		a.drainAcks(sctx, c)
 		a.closeConn(ws, websocket.StatusNormalClosure, "agent shutting down")
 		err = nil
 	case <-sctx.Done():
@@ -346,11 +356,37 @@ func (a *Agent) session(ctx context.Context, url string) (established bool, err 
 		_ = ws.CloseNow()
 	case <-maxLen:
 		err = errors.New("max-session-length reached; reconnecting")
+		a.drainAcks(sctx, c)
 		a.closeConn(ws, websocket.StatusNormalClosure, "max session length reached")
 	}
 	scancel(err)
 	wg.Wait()
 	return true, err
+}
+
+// drainAcks stops sending events on c and waits, at most drainTimeout, until the events
+// sent on it are acknowledged or the session ends: a session closed on purpose leaves
+// nothing for the next one to send again.
+func (a *Agent) drainAcks(sctx context.Context, c *conn) {
+	if !c.acks {
+		return
+	}
+	c.draining.Store(true)
+	deadline := time.NewTimer(drainTimeout)
+	defer deadline.Stop()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for a.queue.inflight(c.lastSent.Load()) > 0 {
+		select {
+		case <-sctx.Done():
+			return
+		case <-deadline.C:
+			a.log.Info("closing the session with events not yet acknowledged; they are sent again on the next one",
+				"events", a.queue.inflight(c.lastSent.Load()))
+			return
+		case <-tick.C:
+		}
+	}
 }
 
 // closeConn closes with a close handshake, bounded by closeTimeout.
@@ -505,6 +541,10 @@ func (a *Agent) sendLoop(ctx context.Context, c *conn) error {
 	}
 	var last uint64
 	for {
+		if c.draining.Load() {
+			<-ctx.Done() // the session is closing: nothing more is sent on it
+			return nil
+		}
 		if c.acks && a.queue.inflight(last) >= sendWindow {
 			if !a.waitQueue(ctx) {
 				return nil
@@ -524,6 +564,7 @@ func (a *Agent) sendLoop(ctx context.Context, c *conn) error {
 		}
 		// Marked before the write: a write that fails may still have reached the backend.
 		a.queue.markSent(seq)
+		c.lastSent.Store(seq)
 		if err := a.write(ctx, c, typ, payload); err != nil {
 			return fmt.Errorf("send event: %w", err)
 		}

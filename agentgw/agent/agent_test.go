@@ -153,6 +153,7 @@ func TestUnackedEventsResentAfterReconnect(t *testing.T) {
 			if fr.typ != agentgw.TypeEvent || fr.ev.Check.Metadata.Name != "three" {
 				t.Fatalf("after the resend: a %s frame of %s, want an event of three", fr.typ, fr.ev.Check.Metadata.Name)
 			}
+			fb.send(agentgw.TypeAck, agentgw.Ack{ID: fr.ev.ID}) // nothing left for the agent to wait for when it stops
 		})
 	}
 }
@@ -291,5 +292,52 @@ func TestRunLeavesNoGoroutines(t *testing.T) {
 			t.Fatalf("%d goroutines before, %d after:\n%s", before, runtime.NumGoroutine(), buf[:runtime.Stack(buf, true)])
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// An agent that stops waits for the acks of the events it sent before it closes its
+// session, so that the next session need not send them again; a backend that does not
+// ack within drainTimeout does not hold it up longer.
+func TestShutdownWaitsForAcks(t *testing.T) {
+	for _, acked := range []bool{true, false} {
+		t.Run(fmt.Sprintf("acked=%v", acked), func(t *testing.T) {
+			fb := newFakeBackend(t, true)
+			cfg := Config{Name: "host-1", CacheDir: t.TempDir(), BackendURLs: []string{fb.url()},
+				RetryMin: 10 * time.Millisecond, RetryMax: 50 * time.Millisecond}
+			cfg.APIHost, cfg.APIPort = "127.0.0.1", freePort(t)
+			a := New(cfg)
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan error, 1)
+			go func() { done <- a.Run(ctx) }()
+			defer cancel()
+			fb.next(agentgw.TypeKeepalive)
+			fb.send(agentgw.TypeCheckRequest, checkRequest("one", "echo 1", 1))
+			ev := fb.next(agentgw.TypeEvent)
+
+			stopped := time.Now()
+			cancel()
+			if acked {
+				time.Sleep(300 * time.Millisecond) // the ack comes late, but within the wait
+				fb.send(agentgw.TypeAck, agentgw.Ack{ID: ev.ID})
+			}
+			select {
+			case st := <-fb.closes:
+				if st != websocket.StatusNormalClosure {
+					t.Fatalf("session closed with %v, want a normal closure", st)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("the agent did not close its session")
+			}
+			took := time.Since(stopped)
+			if err := <-done; err != nil {
+				t.Fatalf("Run: %v", err)
+			}
+			if acked && (a.queue.Len() != 0 || took < 300*time.Millisecond) {
+				t.Fatalf("closed after %v with %d events queued; want the ack waited for and the queue empty", took, a.queue.Len())
+			}
+			if !acked && (a.queue.Len() != 1 || took < drainTimeout) {
+				t.Fatalf("closed after %v with %d events queued; want the wait of %v and the event kept", took, a.queue.Len(), drainTimeout)
+			}
+		})
 	}
 }
