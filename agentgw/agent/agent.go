@@ -269,8 +269,8 @@ type conn struct {
 	draining atomic.Bool
 	// lastSent is the sequence number of the last event sendLoop wrote on this conn.
 	lastSent atomic.Uint64
-	ready   chan struct{} // closed on entity_config or after requestGrace
-	once    sync.Once
+	ready    chan struct{} // closed on entity_config or after requestGrace
+	once     sync.Once
 	// firstKeepalive is closed once the first keepalive is written: events wait for it,
 	// so the backend knows the entity before its events.
 	firstKeepalive chan struct{}
