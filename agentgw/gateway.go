@@ -43,7 +43,8 @@ type Hooks struct {
 	Disconnected func(from Origin)
 }
 
-// Origin names the session an event came through.
+// Origin names the session an event came through; for HandleEvent, Resent also says how
+// the event came.
 type Origin struct {
 	Namespace, Agent string
 	// Session is unique among the gateway's sessions.
@@ -315,6 +316,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	conn.SetReadLimit(g.cfg.ReadLimit)
 	s := newSession(g, conn, ns, name, subs, acks)
+	s.resends = resends
 	s.hc = heldConnOf(r.Context())
 	if !g.register(s) {
 		_ = conn.Close(websocket.StatusGoingAway, "backend shutting down")

@@ -71,7 +71,7 @@ func Decode(frame []byte) (string, []byte, error) {
 	if i <= 0 {
 		return "", nil, fmt.Errorf("%w: no message type before the first newline", ErrMalformed)
 	}
-	// The two types agents send most are returned as constants: the conversion of the
+	// The types agents send most are returned as constants: the conversion of the
 	// others allocates, and this runs for every frame.
 	switch string(frame[:i]) {
 	case TypeEvent:

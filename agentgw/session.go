@@ -45,6 +45,8 @@ type session struct {
 	id       uint64 // Origin.Session
 	subs     []string
 	acks     bool
+	// resends: the agent asked for marked resends (ResendHeader) and was granted them.
+	resends bool
 
 	wmu   sync.Mutex
 	queue [][]byte
@@ -484,7 +486,7 @@ func (s *session) process(log *slog.Logger, ev *events.Event, msgType string, ke
 	// An event already read is finished even when its session ends meanwhile (agent
 	// gone, replaced, server stopping): only the gateway's close deadline cancels it.
 	from := s.origin()
-	from.Resent = msgType == TypeResentEvent
+	from.Resent = s.resends && msgType == TypeResentEvent
 	if err := s.g.cfg.Hooks.HandleEvent(s.g.workCtx, ev, keepalive, from); err != nil {
 		s.g.eventsFailed.Add(1)
 		if s.g.workCtx.Err() == nil {

@@ -62,8 +62,8 @@ Tuning, from the environment only:
   PICKET_ACCESS_TOKEN_TTL  lifetime of API access tokens (default 5m)
   GOGC                     Go's garbage collection target. Unset, the server sets 200
                            while it stores 2,000 events/s or more and Go's default (100)
-                           otherwise; set, it is kept as it is (README: "Tuning for high
-                           event rates")
+                           otherwise; set, it is kept as it is (README: "Garbage
+                           collection follows the event rate")
 
 Examples:
   picket server --dev                      # throw-away single node, prints admin login

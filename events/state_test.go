@@ -283,7 +283,7 @@ func TestCheckStateHolds(t *testing.T) {
 		{0, 110, false}, // same second, another status
 		{2, 115, false}, // between two results
 		{2, 130, false}, // later than the latest
-		{2, 0, false},   // no executed time: the server gives it one
+		{2, 0, false},   // no executed time: nothing to compare
 	} {
 		if got := s.Holds(&Check{Status: tc.status, Executed: tc.executed}); got != tc.want {
 			t.Errorf("status %d executed %d: Holds = %v, want %v", tc.status, tc.executed, got, tc.want)

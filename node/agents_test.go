@@ -55,6 +55,7 @@ func dialAgent(t *testing.T, url, name, ns, user, pass string, subs []string, ac
 	h.Set("Authorization", "Basic "+base64.StdEncoding.EncodeToString([]byte(user+":"+pass)))
 	if acks {
 		h.Set(agentgw.AckHeader, "1")
+		h.Set(agentgw.ResendHeader, "1") // as a Picket agent asks
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -720,6 +721,47 @@ func TestResentResultsStoredElsewhereAreKnown(t *testing.T) {
 	// Not marked: a result like one in the history is new (a clock stepped back).
 	send(agentgw.TypeEvent, "late-6", 0, t0-10)
 	stored("late-6", 6)
+
+	// The key is in this server's cache when the other server writes it: the write's
+	// condition fails, the other server's event is read, and its history knows the resend.
+	b := mustDialAgent(t, n, "resent3", "default", "agent", nodetest.AgentPassword, []string{"linux"}, true)
+	b.next(agentgw.TypeEntityConfig, 5*time.Second)
+	sendAs := func(a *wsAgent, typ string, r *events.Event) {
+		t.Helper()
+		a.send(typ, r)
+		if ack := a.next(agentgw.TypeAck, 5*time.Second); !strings.Contains(ack, r.ID) {
+			t.Fatalf("ack for %s: %s", r.ID, ack)
+		}
+	}
+	first := result("resent3", "disk", 0, "mine-1")
+	first.Check.Executed = t0 - 30
+	sendAs(b, agentgw.TypeEvent, first)
+	elsewhere := strings.ReplaceAll(other, "resent2", "resent3")
+	if _, err := n.Store().Put(ctx, "/picket/events/default/resent3/disk", []byte(elsewhere)); err != nil {
+		t.Fatal(err)
+	}
+	again := result("resent3", "disk", 0, "other-2")
+	again.Check.Executed = t0 - 10
+	sendAs(b, agentgw.TypeResentEvent, again)
+	var ev events.Event
+	if st := apiGet(t, n, "/api/core/v2/namespaces/default/events/resent3/disk", &ev); st != 200 || ev.ID != "other-3" || len(ev.Check.History) != 3 {
+		t.Fatalf("after a resend over a stale cache: id %s, %d results; want other-3 and 3", ev.ID, len(ev.Check.History))
+	}
+
+	// A proxy entity's results come from several agents, at the same second with the
+	// same status: a marked resend of one agent's is not taken for another's.
+	proxy := `{"metadata":{"namespace":"default"},"timestamp":1796538300,"id":"pa-1",` +
+		`"entity":{"metadata":{"name":"router4","namespace":"default"},"entity_class":"proxy"},` +
+		`"check":{"metadata":{"name":"ping","namespace":"default"},"status":0,"executed":1796538300,"proxy_entity_name":"router4","state":"passing","history":[{"status":0,"executed":1796538300}]}}`
+	if _, err := n.Store().Put(ctx, "/picket/events/default/router4/ping", []byte(proxy)); err != nil {
+		t.Fatal(err)
+	}
+	pr := result("resent3", "ping", 0, "pb-1")
+	pr.Check.Executed, pr.Check.ProxyEntityName = t0, "router4"
+	sendAs(b, agentgw.TypeResentEvent, pr)
+	if st := apiGet(t, n, "/api/core/v2/namespaces/default/events/router4/ping", &ev); st != 200 || ev.ID != "pb-1" || len(ev.Check.History) != 2 {
+		t.Fatalf("a proxy result resent by another agent: id %s, %d results; want pb-1 stored, 2", ev.ID, len(ev.Check.History))
+	}
 }
 
 // A result whose event was rewritten behind this server's cache (another server, a

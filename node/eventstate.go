@@ -330,11 +330,13 @@ func (c *stateCache) len() int {
 //
 // A resend is known by its ID when this server stored or read it (the cache keeps the
 // last 16 IDs of a key). Stored by another server (before a failover), only the last
-// result's ID is in the stored event; an earlier one the agent marked as a resend is
-// known by the history instead: a result executed at the second and with the status of
-// one there, no later than the stored one, was stored. Results not marked are taken by
-// their ID alone: after an agent's clock stepped back, a new result can look just like
-// that.
+// result's ID is in the stored event; an earlier one that the agent marked as a resend
+// of its own entity's result is known by the history instead: a result executed at the
+// second and with the status of one there, no later than the stored one, was stored.
+// (Two results of one check at the same second with the same status, an on-demand run
+// beside a scheduled one, cannot be told apart that way.) Results not marked are taken
+// by their ID alone: after an agent's clock stepped back, a new result can look just
+// like that.
 func (n *Node) writeEvent(ctx context.Context, ev *events.Event, now time.Time, from source, extra ...etcdx.Write) (stored bool, err error) {
 	session := from.session
 	ns := ev.Entity.Metadata.Namespace
@@ -349,7 +351,13 @@ func (n *Node) writeEvent(ctx context.Context, ev *events.Event, now time.Time, 
 			return false, err
 		}
 	}
-	if e.seen(ev.ID) || (from.resent && e.hasState && e.state.Holds(ev.Check)) {
+	// known: ev was stored already, by its ID or, for a resend of the agent's own
+	// result, by the history. A proxy entity's results come from several agents, which
+	// may report at the same second with the same status, so only the ID tells theirs.
+	known := func() bool {
+		return e.seen(ev.ID) || (from.resent && from.session != 0 && e.hasState && e.state.Holds(ev.Check))
+	}
+	if known() {
 		return false, nil
 	}
 	silenced, isSilenced := ev.Check.Silenced, ev.Check.IsSilenced
@@ -408,8 +416,8 @@ func (n *Node) writeEvent(ctx context.Context, ev *events.Event, now time.Time, 
 			// session of this server does (its claim lost a race with the session it
 			// replaced); else this write moves the fence, as a writer of someone else's
 			// events.
-			from := agentgw.Origin{Namespace: ns, Agent: ev.Entity.Metadata.Name, Session: session}
-			if reclaimed || n.gateway == nil || !n.gateway.Current(from) || n.reclaimAgent(ctx, from) != nil {
+			o := agentgw.Origin{Namespace: ns, Agent: ev.Entity.Metadata.Name, Session: session}
+			if reclaimed || n.gateway == nil || !n.gateway.Current(o) || n.reclaimAgent(ctx, o) != nil {
 				bump = true
 			}
 			reclaimed = true
@@ -437,8 +445,8 @@ func (n *Node) writeEvent(ctx context.Context, ev *events.Event, now time.Time, 
 			}
 		}
 		e.setStored(prev, res.Current.ModRevision)
-		if e.seen(ev.ID) {
-			return false, nil // what was written meanwhile is this very result, resent
+		if known() {
+			return false, nil // what was written meanwhile holds this very result, resent
 		}
 		bump = true
 	}

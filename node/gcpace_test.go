@@ -1,6 +1,8 @@
 package node
 
 import (
+	"context"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -35,5 +37,25 @@ func TestGCPacerFollowsTheEventRate(t *testing.T) {
 	step(2500, 200)
 	if want := []int{200, 100, 200}; len(set) != len(want) || set[0] != 200 || set[1] != 100 || set[2] != 200 {
 		t.Fatalf("SetGCPercent calls %v, want %v", set, want)
+	}
+}
+
+// run raises the target under load and puts the base back when it stops.
+func TestGCPacerRestoresTheBaseOnStop(t *testing.T) {
+	var writes atomic.Int64
+	set := make(chan int, 10)
+	p := newGCPacer(func() int64 { return writes.Add(1_000_000) }, nil)
+	p.setPercent = func(pct int) int { set <- pct; return 0 }
+	p.interval = 10 * time.Millisecond
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); p.run(ctx) }()
+	if pct := <-set; pct != 200 {
+		t.Fatalf("under load: GOGC %d, want 200", pct)
+	}
+	cancel()
+	<-done
+	if pct := <-set; pct != 100 || p.current.Load() != 100 {
+		t.Fatalf("after stopping: GOGC %d (current %d), want 100", pct, p.current.Load())
 	}
 }

@@ -335,7 +335,7 @@ func (n *Node) startBackground(ctx context.Context) {
 			n.log.Info("garbage collection paced for the event rate", "gogc", pct, "events_per_second", int(rate))
 		})
 		n.api.Registry().MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "picket_gc_percent",
-			Help: "Go's garbage-collection target (GOGC) the server set for its event rate: 200 while it stores 2,000 events/s or more, 100 after 30 s below 1,000/s."},
+			Help: "Go's garbage-collection target (GOGC) the server set for its event rate."},
 			func() float64 { return float64(p.current.Load()) }))
 		n.bgWG.Add(1)
 		go func() {

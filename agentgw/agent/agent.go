@@ -562,9 +562,16 @@ func (a *Agent) sendLoop(ctx context.Context, c *conn) error {
 		if c.resends && a.queue.wasSent(seq) {
 			typ = agentgw.TypeResentEvent
 		}
+		// lastSent before draining is looked at, and drainAcks the other way round: one
+		// of the two sees the other, so drainAcks waits for every event written.
+		c.lastSent.Store(seq)
+		if c.draining.Load() {
+			c.lastSent.Store(last)
+			<-ctx.Done()
+			return nil
+		}
 		// Marked before the write: a write that fails may still have reached the backend.
 		a.queue.markSent(seq)
-		c.lastSent.Store(seq)
 		if err := a.write(ctx, c, typ, payload); err != nil {
 			return fmt.Errorf("send event: %w", err)
 		}
