@@ -57,6 +57,16 @@ func (p *tcpProxy) setTarget(wsURL string) {
 	p.target.Store(&hostport)
 }
 
+// cut closes every connection through the proxy at once, as a dead server or network
+// would: nothing more reaches either side.
+func (p *tcpProxy) cut() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for c := range p.conns {
+		c.Close()
+	}
+}
+
 func (p *tcpProxy) track(c net.Conn, add bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -356,5 +366,80 @@ func TestAgentRefusedByRealServer(t *testing.T) {
 				t.Fatalf("exit %d\n%s", code, stderr.String())
 			}
 		})
+	}
+}
+
+// TestAgentFailoverStoresResultsOnce: a server stores an agent's results but has not
+// acknowledged them (its acks wait 30 s to go out together) when the agent's connection
+// is cut; the agent fails over to another server of the same cluster and resends them,
+// marked as resends. The new server knows only the last one's ID, and the check's
+// history tells it the others were stored: every result is in the history once.
+func TestAgentFailoverStoresResultsOnce(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts two real nodes")
+	}
+	n1 := nodetest.StartWith(t, nodetest.Options{AgentAckDelay: 30 * time.Second})
+	n2 := nodetest.StartWith(t, nodetest.Options{Etcd: n1.Store().Client().Endpoints(), Name: "test2"})
+	proxy := newTCPProxy(t)
+	proxy.setTarget(n1.AgentURL)
+	api := newAPIClient(t, n1.URL)
+	cache := t.TempDir()
+	apiPort := freeAgentPort(t)
+	var stderr syncBuffer
+	env := testEnv(nil)
+	env.Stderr = &stderr
+	ctx, cancel := context.WithCancel(context.Background())
+	exited := make(chan int, 1)
+	go func() {
+		exited <- Run(ctx, env, []string{"agent", "--name", "fo-agent", "--password", nodetest.AgentPassword,
+			"--backend-url", "ws://" + proxy.ln.Addr().String(), "--subscriptions", "fo",
+			"--cache-dir", cache, "--api-port", strconv.Itoa(apiPort), "--retry-min", "50ms", "--retry-max", "200ms"})
+	}()
+	defer func() {
+		cancel()
+		select {
+		case <-exited:
+		case <-time.After(10 * time.Second):
+			t.Error("agent did not stop within 10s")
+		}
+	}()
+	waitFor(t, "the agent's entity", 20*time.Second, func() bool {
+		code, _ := api.do("GET", "/api/core/v2/namespaces/default/entities/fo-agent", nil)
+		return code == http.StatusOK
+	})
+
+	// Five results of one check through the agent's API: n1 stores them, acknowledges the
+	// first at once and holds the other acks back.
+	const results = 5
+	t0 := time.Now().Unix() - 100
+	for i := range results {
+		body := fmt.Sprintf(`{"check": {"metadata": {"name": "fo"}, "status": %d, "output": "result %d", "executed": %d}}`, i%2, i, t0+int64(10*i))
+		resp, err := http.Post(fmt.Sprintf("http://127.0.0.1:%d/events", apiPort), "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusAccepted {
+			t.Fatalf("POST /events %d: %d", i, resp.StatusCode)
+		}
+	}
+	waitFor(t, "the results stored on n1, all but the first not acknowledged", 20*time.Second, func() bool {
+		ev := api.event("fo-agent", "fo")
+		return ev != nil && len(ev.Check.History) == results && queueFiles(t, cache) == results-1
+	})
+
+	// The connection dies; the agent reaches n2, which knows none of those IDs but the last.
+	proxy.setTarget(n2.AgentURL)
+	proxy.cut()
+	waitFor(t, "n2 to acknowledge the resent results", 30*time.Second, func() bool {
+		return strings.Count(stderr.String(), "connected to backend") >= 2 && queueFiles(t, cache) == 0
+	})
+	ev := newAPIClient(t, n2.URL).event("fo-agent", "fo")
+	if ev == nil {
+		t.Fatal("after the failover: no event")
+	}
+	if len(ev.Check.History) != results || ev.Check.Output != fmt.Sprintf("result %d", results-1) {
+		t.Fatalf("after the failover: %d results in the history, output %q; want the %d results once each, the last one current",
+			len(ev.Check.History), ev.Check.Output, results)
 	}
 }

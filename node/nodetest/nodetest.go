@@ -40,6 +40,8 @@ type Options struct {
 	// then names it (default "test2").
 	Etcd []string
 	Name string
+	// AgentAckDelay overrides how long acks to one agent may wait to go out together.
+	AgentAckDelay time.Duration
 }
 
 // Node is a running test node.
@@ -83,6 +85,7 @@ func StartWith(t testing.TB, o Options) *Node {
 			Version:            "test",
 			Logger:             slog.New(slog.DiscardHandler),
 			AccessTokenTTL:     o.AccessTokenTTL,
+			AgentAckDelay:      o.AgentAckDelay,
 			Embed: &etcdx.EmbedConfig{
 				Name: "test", Dir: filepath.Join(dir, "etcd"),
 				ListenClientURLs: []string{client}, AdvertiseClientURLs: []string{client},
