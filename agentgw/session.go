@@ -65,7 +65,11 @@ type session struct {
 	// closing is set when the session is to end: acks no longer wait.
 	closing atomic.Bool
 
-	inflight  chan struct{}
+	inflight chan struct{}
+	// seq numbers the frames handed to workers (only the reader uses it); order keeps
+	// results of one check in that order.
+	seq       uint64
+	order     *frameOrder
 	handlers  sync.WaitGroup
 	ctx       context.Context
 	cancel    context.CancelFunc
@@ -83,7 +87,7 @@ type session struct {
 func newSession(g *Gateway, conn *websocket.Conn, ns, name string, subs []string, acks bool) *session {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &session{g: g, conn: conn, ns: ns, name: name, id: g.lastSession.Add(1), subs: subs, acks: acks,
-		inflight: make(chan struct{}, maxInflight), wake: make(chan struct{}, 1), ctx: ctx, cancel: cancel, slot: int(nameHash(name) % 1_000_003)}
+		inflight: make(chan struct{}, maxInflight), order: newFrameOrder(), wake: make(chan struct{}, 1), ctx: ctx, cancel: cancel, slot: int(nameHash(name) % 1_000_003)}
 }
 
 func (s *session) origin() Origin { return Origin{Namespace: s.ns, Agent: s.name, Session: s.id} }
@@ -405,8 +409,11 @@ func (s *session) handleFrame(log *slog.Logger, frame *bytes.Buffer, read time.T
 		return
 	}
 	s.handlers.Add(1)
+	// A sequence number is used only by a frame handed over: the ones after it wait for
+	// its turn (frameOrder).
 	select {
-	case s.g.jobs <- job{s: s, log: log, frame: frame, read: read}:
+	case s.g.jobs <- job{s: s, log: log, frame: frame, read: read, seq: s.seq}:
+		s.seq++
 	case <-s.ctx.Done():
 		releaseFrame(frame)
 		<-s.inflight
@@ -420,6 +427,7 @@ type job struct {
 	log   *slog.Logger
 	frame *bytes.Buffer
 	read  time.Time
+	seq   uint64
 }
 
 func (j job) run() {
@@ -427,9 +435,18 @@ func (j job) run() {
 	defer func() { <-j.s.inflight }()
 	ev, msgType, keepalive, ok := j.s.decode(j.log, j.frame.Bytes())
 	releaseFrame(j.frame)
+	key := ""
+	if ok {
+		key = orderKey(ev, keepalive)
+	}
+	wait, done := j.s.order.enter(j.seq, key)
+	if wait != nil {
+		<-wait
+	}
 	if ok {
 		j.s.process(j.log, ev, msgType, keepalive, j.read)
 	}
+	j.s.order.leave(key, done)
 }
 
 // decode checks a frame and decodes its event; false (logged and counted) when the

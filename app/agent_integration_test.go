@@ -439,7 +439,7 @@ func TestAgentFailoverStoresResultsOnce(t *testing.T) {
 		t.Fatal("after the failover: no event")
 	}
 	if len(ev.Check.History) != results || ev.Check.Output != fmt.Sprintf("result %d", results-1) {
-		t.Fatalf("after the failover: %d results in the history, output %q; want the %d results once each, the last one current",
-			len(ev.Check.History), ev.Check.Output, results)
+		t.Fatalf("after the failover: %d results in the history (%v), output %q; want the %d results once each, the last one current",
+			len(ev.Check.History), ev.Check.History, ev.Check.Output, results)
 	}
 }

@@ -670,6 +670,41 @@ func TestEventStoredPlainByAnOlderBuild(t *testing.T) {
 	}
 }
 
+// Results of one check that arrive back to back (an agent sending its queue after a
+// reconnect) are stored in the order they were sent, though the gateway's workers take
+// them side by side: the event shown is the last one sent, and the history runs in order.
+func TestResultsOfOneCheckStoredInOrder(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a real etcd member")
+	}
+	n := nodetest.Start(t)
+	a := mustDialAgent(t, n, "order1", "default", "agent", nodetest.AgentPassword, []string{"linux"}, true)
+	a.next(agentgw.TypeEntityConfig, 5*time.Second)
+	const results = 20
+	t0 := time.Now().Unix() - 1000
+	for i := range results {
+		r := result("order1", "disk", uint32(i%3), fmt.Sprintf("r-%02d", i))
+		r.Check.Executed = t0 + int64(10*i)
+		r.Check.Output = fmt.Sprintf("result %d", i)
+		a.send(agentgw.TypeEvent, r)
+	}
+	for acked := 0; acked < results; {
+		acked += strings.Count(a.next(agentgw.TypeAck, 10*time.Second), `"id"`)
+	}
+	var ev events.Event
+	if st := apiGet(t, n, "/api/core/v2/namespaces/default/events/order1/disk", &ev); st != 200 {
+		t.Fatalf("event: %d", st)
+	}
+	if ev.Check.Output != fmt.Sprintf("result %d", results-1) || len(ev.Check.History) != results {
+		t.Fatalf("stored %q with %d results; want the last one sent and %d", ev.Check.Output, len(ev.Check.History), results)
+	}
+	for i, h := range ev.Check.History {
+		if h.Executed != t0+int64(10*i) {
+			t.Fatalf("history out of order: %v", ev.Check.History)
+		}
+	}
+}
+
 // Results stored by another server (before a failover), which their agent resends here
 // marked as resends: the stored event has only the last one's ID, and the earlier ones
 // are known by the history, so none is stored twice. A marked resend the history does
