@@ -24,8 +24,13 @@ type frameOrder struct {
 	next uint64
 	// last holds, per key, the done channel of the last frame that entered with it and
 	// has not yet left.
-	last map[string]chan struct{}
+	last map[frameKey]chan struct{}
 }
+
+// frameKey is what a frame's event is ordered by: the entity and check of the event it
+// is stored as. The zero key orders nothing. Two strings rather than one joined: the key
+// is taken for every frame, and joining would allocate.
+type frameKey struct{ entity, check string }
 
 func newFrameOrder() *frameOrder {
 	o := &frameOrder{}
@@ -33,25 +38,24 @@ func newFrameOrder() *frameOrder {
 	return o
 }
 
-// orderKey is what a frame's event is ordered by: its entity and check (the proxy
-// entity's when it names one), the keepalives among themselves, nothing for metrics
-// only.
-func orderKey(ev *events.Event, keepalive bool) string {
+// keyOf returns the key of a frame's event: its entity and check (the proxy entity's
+// when it names one), the keepalive check for a keepalive, none for metrics only.
+func keyOf(ev *events.Event, keepalive bool) frameKey {
 	switch {
 	case keepalive:
-		return "keepalive"
+		return frameKey{ev.Entity.Metadata.Name, "keepalive"}
 	case ev.Check == nil || ev.Check.Metadata.Name == "":
-		return ""
+		return frameKey{}
 	case ev.Check.ProxyEntityName != "":
-		return ev.Check.ProxyEntityName + "/" + ev.Check.Metadata.Name
+		return frameKey{ev.Check.ProxyEntityName, ev.Check.Metadata.Name}
 	}
-	return ev.Entity.Metadata.Name + "/" + ev.Check.Metadata.Name
+	return frameKey{ev.Entity.Metadata.Name, ev.Check.Metadata.Name}
 }
 
 // enter waits for frame seq's turn (every frame before it has entered), then returns
 // what it must wait for before it is processed (nil: nothing), and its own done
-// channel, which leave closes. A frame with key "" is ordered with nothing.
-func (o *frameOrder) enter(seq uint64, key string) (wait, done chan struct{}) {
+// channel, which leave closes. A frame with the zero key is ordered with nothing.
+func (o *frameOrder) enter(seq uint64, key frameKey) (wait, done chan struct{}) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	for o.next != seq {
@@ -59,11 +63,11 @@ func (o *frameOrder) enter(seq uint64, key string) (wait, done chan struct{}) {
 	}
 	o.next++
 	o.cond.Broadcast()
-	if key == "" {
+	if key == (frameKey{}) {
 		return nil, nil
 	}
 	if o.last == nil {
-		o.last = map[string]chan struct{}{}
+		o.last = map[frameKey]chan struct{}{}
 	}
 	wait = o.last[key]
 	done = make(chan struct{})
@@ -72,7 +76,7 @@ func (o *frameOrder) enter(seq uint64, key string) (wait, done chan struct{}) {
 }
 
 // leave ends a frame that entered with key: the next one of the same key may go.
-func (o *frameOrder) leave(key string, done chan struct{}) {
+func (o *frameOrder) leave(key frameKey, done chan struct{}) {
 	if done == nil {
 		return
 	}

@@ -14,13 +14,13 @@ func TestFrameOrderKeepsReadOrderPerKey(t *testing.T) {
 		o := newFrameOrder()
 		const frames = 40
 		var mu sync.Mutex
-		got := map[string][]uint64{}
+		got := map[frameKey][]uint64{}
 		var wg sync.WaitGroup
 		for _, seq := range rand.Perm(frames) {
 			wg.Add(1)
 			go func(seq uint64) {
 				defer wg.Done()
-				key := []string{"a/disk", "a/cpu", "", "b/disk"}[seq%4]
+				key := []frameKey{{"a", "disk"}, {"a", "cpu"}, {}, {"b", "disk"}}[seq%4]
 				time.Sleep(time.Duration(rand.IntN(200)) * time.Microsecond) // decoding
 				wait, done := o.enter(seq, key)
 				if wait != nil {
@@ -35,7 +35,7 @@ func TestFrameOrderKeepsReadOrderPerKey(t *testing.T) {
 		}
 		wg.Wait()
 		for key, seqs := range got {
-			if key == "" {
+			if key == (frameKey{}) {
 				continue
 			}
 			for i := 1; i < len(seqs); i++ {

@@ -435,9 +435,9 @@ func (j job) run() {
 	defer func() { <-j.s.inflight }()
 	ev, msgType, keepalive, ok := j.s.decode(j.log, j.frame.Bytes())
 	releaseFrame(j.frame)
-	key := ""
+	var key frameKey
 	if ok {
-		key = orderKey(ev, keepalive)
+		key = keyOf(ev, keepalive)
 	}
 	wait, done := j.s.order.enter(j.seq, key)
 	if wait != nil {

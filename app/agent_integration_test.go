@@ -198,6 +198,35 @@ func freeAgentPort(t *testing.T) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
+// startInProcessAgent runs `picket agent args...` in this process, its log in stderr, until stop;
+// stop waits for it at most 10 s and returns its exit code (-1 when it did not stop in
+// time, which is reported), and can be called again.
+func startInProcessAgent(t *testing.T, args ...string) (stderr *syncBuffer, stop func() int) {
+	t.Helper()
+	stderr = &syncBuffer{}
+	env := testEnv(nil)
+	env.Stderr = stderr
+	ctx, cancel := context.WithCancel(context.Background())
+	exited := make(chan int, 1)
+	go func() { exited <- Run(ctx, env, append([]string{"agent"}, args...)) }()
+	code, stopped := 0, false
+	stop = func() int {
+		if stopped {
+			return code
+		}
+		stopped = true
+		cancel()
+		select {
+		case code = <-exited:
+		case <-time.After(10 * time.Second):
+			code = -1
+			t.Error("agent did not stop within 10s of the signal")
+		}
+		return code
+	}
+	return stderr, stop
+}
+
 // TestAgentAgainstRealServer runs `picket agent` in-process against a real node: the
 // agent connects and keeps its entity alive, runs a published check, its results are
 // acknowledged and leave the queue, and 50 events posted to the local API while the
@@ -221,32 +250,14 @@ func TestAgentAgainstRealServer(t *testing.T) {
 
 	cache := t.TempDir()
 	apiPort := freeAgentPort(t)
-	var stderr syncBuffer
-	env := testEnv(nil)
-	env.Stderr = &stderr
-	ctx, cancel := context.WithCancel(context.Background())
-	exited := make(chan int, 1)
-	go func() {
-		exited <- Run(ctx, env, []string{"agent", "-c", writeConfigFile(t, "agent.yml", "labels: {api_key: hunter2}\n"),
-			"--name", "itest-agent", "--password", nodetest.AgentPassword,
-			"--backend-url", "ws://" + proxy.ln.Addr().String(), "--subscriptions", "itest",
-			"--cache-dir", cache, "--api-port", strconv.Itoa(apiPort), "--retry-min", "50ms", "--retry-max", "500ms",
-			"--keepalive-interval", "1", "--log-level", "debug"})
-	}()
-	stopped := false
+	stderr, stopAgent := startInProcessAgent(t, "-c", writeConfigFile(t, "agent.yml", "labels: {api_key: hunter2}\n"),
+		"--name", "itest-agent", "--password", nodetest.AgentPassword,
+		"--backend-url", "ws://"+proxy.ln.Addr().String(), "--subscriptions", "itest",
+		"--cache-dir", cache, "--api-port", strconv.Itoa(apiPort), "--retry-min", "50ms", "--retry-max", "500ms",
+		"--keepalive-interval", "1", "--log-level", "debug")
 	stop := func() {
-		if stopped {
-			return
-		}
-		stopped = true
-		cancel()
-		select {
-		case code := <-exited:
-			if code != 0 {
-				t.Errorf("agent exit code %d\n%s", code, stderr.String())
-			}
-		case <-time.After(10 * time.Second):
-			t.Error("agent did not stop within 10s of the signal")
+		if code := stopAgent(); code > 0 {
+			t.Errorf("agent exit code %d\n%s", code, stderr.String())
 		}
 	}
 	defer stop()
@@ -385,24 +396,10 @@ func TestAgentFailoverStoresResultsOnce(t *testing.T) {
 	api := newAPIClient(t, n1.URL)
 	cache := t.TempDir()
 	apiPort := freeAgentPort(t)
-	var stderr syncBuffer
-	env := testEnv(nil)
-	env.Stderr = &stderr
-	ctx, cancel := context.WithCancel(context.Background())
-	exited := make(chan int, 1)
-	go func() {
-		exited <- Run(ctx, env, []string{"agent", "--name", "fo-agent", "--password", nodetest.AgentPassword,
-			"--backend-url", "ws://" + proxy.ln.Addr().String(), "--subscriptions", "fo",
-			"--cache-dir", cache, "--api-port", strconv.Itoa(apiPort), "--retry-min", "50ms", "--retry-max", "200ms"})
-	}()
-	defer func() {
-		cancel()
-		select {
-		case <-exited:
-		case <-time.After(10 * time.Second):
-			t.Error("agent did not stop within 10s")
-		}
-	}()
+	stderr, stop := startInProcessAgent(t, "--name", "fo-agent", "--password", nodetest.AgentPassword,
+		"--backend-url", "ws://"+proxy.ln.Addr().String(), "--subscriptions", "fo",
+		"--cache-dir", cache, "--api-port", strconv.Itoa(apiPort), "--retry-min", "50ms", "--retry-max", "200ms")
+	defer stop()
 	waitFor(t, "the agent's entity", 20*time.Second, func() bool {
 		code, _ := api.do("GET", "/api/core/v2/namespaces/default/entities/fo-agent", nil)
 		return code == http.StatusOK

@@ -45,6 +45,15 @@ func mustDialAgent(t *testing.T, n *nodetest.Node, name, ns, user, pass string, 
 	return a
 }
 
+// readyAgent dials name as the agent user, with acks and marked resends as a Picket
+// agent asks, and waits for its entity config: the session is ready for events.
+func readyAgent(t *testing.T, n *nodetest.Node, name string) *wsAgent {
+	t.Helper()
+	a := mustDialAgent(t, n, name, "default", "agent", nodetest.AgentPassword, []string{"linux"}, true)
+	a.next(agentgw.TypeEntityConfig, 5*time.Second)
+	return a
+}
+
 func dialAgent(t *testing.T, url, name, ns, user, pass string, subs []string, acks bool) (*wsAgent, error) {
 	t.Helper()
 	h := http.Header{}
@@ -221,8 +230,7 @@ func TestResentEventIsStoredOnce(t *testing.T) {
 		t.Skip("starts a real etcd member")
 	}
 	n := nodetest.Start(t)
-	a := mustDialAgent(t, n, "resend1", "default", "agent", nodetest.AgentPassword, []string{"linux"}, true)
-	a.next(agentgw.TypeEntityConfig, 5*time.Second)
+	a := readyAgent(t, n, "resend1")
 	send := func(id string, status uint32) {
 		t.Helper()
 		a.send(agentgw.TypeEvent, result("resend1", "disk", status, id))
@@ -251,8 +259,7 @@ func TestAgentEventsAndBadFrames(t *testing.T) {
 	}
 	n := nodetest.Start(t)
 	a := mustDialAgent(t, n, "web1", "default", "agent", nodetest.AgentPassword, []string{"linux"}, true)
-	other := mustDialAgent(t, n, "web2", "default", "agent", nodetest.AgentPassword, []string{"linux"}, true)
-	a.next(agentgw.TypeEntityConfig, 5*time.Second)
+	other := readyAgent(t, n, "web2")
 	a.send(agentgw.TypeKeepalive, keepalive("web1", 120))
 	a.send(agentgw.TypeEvent, result("web1", "disk", 2, "id-1"))
 	if ack := a.next(agentgw.TypeAck, 5*time.Second); !strings.Contains(ack, "id-1") {
@@ -655,8 +662,7 @@ func TestEventStoredPlainByAnOlderBuild(t *testing.T) {
 	if st := apiGet(t, n, "/api/core/v2/namespaces/default/events/old1/disk", &ev); st != 200 || ev.Check.Occurrences != 2 || len(ev.Check.History) != 2 {
 		t.Fatalf("plain stored event through the API: %d %+v", st, ev.Check)
 	}
-	a := mustDialAgent(t, n, "old1", "default", "agent", nodetest.AgentPassword, []string{"linux"}, true)
-	a.next(agentgw.TypeEntityConfig, 5*time.Second)
+	a := readyAgent(t, n, "old1")
 	a.send(agentgw.TypeEvent, result("old1", "disk", 2, "new-3"))
 	if ack := a.next(agentgw.TypeAck, 5*time.Second); !strings.Contains(ack, "new-3") {
 		t.Fatalf("ack: %s", ack)
@@ -678,8 +684,7 @@ func TestResultsOfOneCheckStoredInOrder(t *testing.T) {
 		t.Skip("starts a real etcd member")
 	}
 	n := nodetest.Start(t)
-	a := mustDialAgent(t, n, "order1", "default", "agent", nodetest.AgentPassword, []string{"linux"}, true)
-	a.next(agentgw.TypeEntityConfig, 5*time.Second)
+	a := readyAgent(t, n, "order1")
 	const results = 20
 	t0 := time.Now().Unix() - 1000
 	for i := range results {
@@ -715,8 +720,7 @@ func TestResentResultsStoredElsewhereAreKnown(t *testing.T) {
 	}
 	n := nodetest.Start(t)
 	ctx := context.Background()
-	a := mustDialAgent(t, n, "resent2", "default", "agent", nodetest.AgentPassword, []string{"linux"}, true)
-	a.next(agentgw.TypeEntityConfig, 5*time.Second)
+	a := readyAgent(t, n, "resent2")
 	const t0 = 1796538300
 	other := `{"metadata":{"namespace":"default"},"timestamp":1796538300,"id":"other-3",` +
 		`"entity":{"metadata":{"name":"resent2","namespace":"default"},"entity_class":"agent"},` +
@@ -725,63 +729,56 @@ func TestResentResultsStoredElsewhereAreKnown(t *testing.T) {
 	if _, err := n.Store().Put(ctx, "/picket/events/default/resent2/disk", []byte(other)); err != nil {
 		t.Fatal(err)
 	}
-	send := func(typ, id string, status uint32, executed int64) {
-		t.Helper()
-		r := result("resent2", "disk", status, id)
-		r.Check.Executed = executed
-		a.send(typ, r)
-		if ack := a.next(agentgw.TypeAck, 5*time.Second); !strings.Contains(ack, id) {
-			t.Fatalf("ack for %s: %s", id, ack)
-		}
-	}
-	stored := func(wantID string, wantResults int) {
-		t.Helper()
-		var ev events.Event
-		if st := apiGet(t, n, "/api/core/v2/namespaces/default/events/resent2/disk", &ev); st != 200 {
-			t.Fatalf("event: %d", st)
-		}
-		if ev.ID != wantID || len(ev.Check.History) != wantResults {
-			t.Fatalf("stored: id %s, %d results; want %s and %d", ev.ID, len(ev.Check.History), wantID, wantResults)
-		}
-	}
-	send(agentgw.TypeResentEvent, "other-1", 2, t0-20)
-	send(agentgw.TypeResentEvent, "other-2", 0, t0-10)
-	send(agentgw.TypeResentEvent, "other-3", 2, t0)
-	stored("other-3", 3)
-	// The same second with another status, and a later result: not stored before.
-	send(agentgw.TypeResentEvent, "lost-4", 0, t0)
-	stored("lost-4", 4)
-	send(agentgw.TypeResentEvent, "lost-5", 2, t0+10)
-	stored("lost-5", 5)
-	// Not marked: a result like one in the history is new (a clock stepped back).
-	send(agentgw.TypeEvent, "late-6", 0, t0-10)
-	stored("late-6", 6)
-
-	// The key is in this server's cache when the other server writes it: the write's
-	// condition fails, the other server's event is read, and its history knows the resend.
-	b := mustDialAgent(t, n, "resent3", "default", "agent", nodetest.AgentPassword, []string{"linux"}, true)
-	b.next(agentgw.TypeEntityConfig, 5*time.Second)
-	sendAs := func(a *wsAgent, typ string, r *events.Event) {
+	deliver := func(a *wsAgent, typ string, r *events.Event) {
 		t.Helper()
 		a.send(typ, r)
 		if ack := a.next(agentgw.TypeAck, 5*time.Second); !strings.Contains(ack, r.ID) {
 			t.Fatalf("ack for %s: %s", r.ID, ack)
 		}
 	}
+	send := func(typ, id string, status uint32, executed int64) {
+		t.Helper()
+		r := result("resent2", "disk", status, id)
+		r.Check.Executed = executed
+		deliver(a, typ, r)
+	}
+	stored := func(entity, check, wantID string, wantResults int) {
+		t.Helper()
+		var ev events.Event
+		if st := apiGet(t, n, "/api/core/v2/namespaces/default/events/"+entity+"/"+check, &ev); st != 200 {
+			t.Fatalf("event %s/%s: %d", entity, check, st)
+		}
+		if ev.ID != wantID || len(ev.Check.History) != wantResults {
+			t.Fatalf("%s/%s stored: id %s, %d results; want %s and %d", entity, check, ev.ID, len(ev.Check.History), wantID, wantResults)
+		}
+	}
+	send(agentgw.TypeResentEvent, "other-1", 2, t0-20)
+	send(agentgw.TypeResentEvent, "other-2", 0, t0-10)
+	send(agentgw.TypeResentEvent, "other-3", 2, t0)
+	stored("resent2", "disk", "other-3", 3)
+	// The same second with another status, and a later result: not stored before.
+	send(agentgw.TypeResentEvent, "lost-4", 0, t0)
+	stored("resent2", "disk", "lost-4", 4)
+	send(agentgw.TypeResentEvent, "lost-5", 2, t0+10)
+	stored("resent2", "disk", "lost-5", 5)
+	// Not marked: a result like one in the history is new (a clock stepped back).
+	send(agentgw.TypeEvent, "late-6", 0, t0-10)
+	stored("resent2", "disk", "late-6", 6)
+
+	// The key is in this server's cache when the other server writes it: the write's
+	// condition fails, the other server's event is read, and its history knows the resend.
+	b := readyAgent(t, n, "resent3")
 	first := result("resent3", "disk", 0, "mine-1")
 	first.Check.Executed = t0 - 30
-	sendAs(b, agentgw.TypeEvent, first)
+	deliver(b, agentgw.TypeEvent, first)
 	elsewhere := strings.ReplaceAll(other, "resent2", "resent3")
 	if _, err := n.Store().Put(ctx, "/picket/events/default/resent3/disk", []byte(elsewhere)); err != nil {
 		t.Fatal(err)
 	}
 	again := result("resent3", "disk", 0, "other-2")
 	again.Check.Executed = t0 - 10
-	sendAs(b, agentgw.TypeResentEvent, again)
-	var ev events.Event
-	if st := apiGet(t, n, "/api/core/v2/namespaces/default/events/resent3/disk", &ev); st != 200 || ev.ID != "other-3" || len(ev.Check.History) != 3 {
-		t.Fatalf("after a resend over a stale cache: id %s, %d results; want other-3 and 3", ev.ID, len(ev.Check.History))
-	}
+	deliver(b, agentgw.TypeResentEvent, again)
+	stored("resent3", "disk", "other-3", 3)
 
 	// A proxy entity's results come from several agents, at the same second with the
 	// same status: a marked resend of one agent's is not taken for another's.
@@ -793,10 +790,8 @@ func TestResentResultsStoredElsewhereAreKnown(t *testing.T) {
 	}
 	pr := result("resent3", "ping", 0, "pb-1")
 	pr.Check.Executed, pr.Check.ProxyEntityName = t0, "router4"
-	sendAs(b, agentgw.TypeResentEvent, pr)
-	if st := apiGet(t, n, "/api/core/v2/namespaces/default/events/router4/ping", &ev); st != 200 || ev.ID != "pb-1" || len(ev.Check.History) != 2 {
-		t.Fatalf("a proxy result resent by another agent: id %s, %d results; want pb-1 stored, 2", ev.ID, len(ev.Check.History))
-	}
+	deliver(b, agentgw.TypeResentEvent, pr)
+	stored("router4", "ping", "pb-1", 2)
 }
 
 // A result whose event was rewritten behind this server's cache (another server, a
@@ -809,8 +804,7 @@ func TestEventWrittenElsewhereIsBuiltOn(t *testing.T) {
 	}
 	n := nodetest.Start(t)
 	ctx := context.Background()
-	a := mustDialAgent(t, n, "elsewhere1", "default", "agent", nodetest.AgentPassword, []string{"linux"}, true)
-	a.next(agentgw.TypeEntityConfig, 5*time.Second)
+	a := readyAgent(t, n, "elsewhere1")
 	send := func(id string) {
 		t.Helper()
 		a.send(agentgw.TypeEvent, result("elsewhere1", "disk", 2, id))

@@ -39,6 +39,13 @@ func (n *Node) registerGatewayMetrics(commitSeconds prometheus.Histogram) {
 	)
 }
 
+// registerGCMetric exposes the garbage-collection target the pacer set.
+func (n *Node) registerGCMetric(p *gcPacer) {
+	n.api.Registry().MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "picket_gc_percent",
+		Help: "Go's garbage-collection target (GOGC) the server set for its event rate."},
+		func() float64 { return float64(p.current.Load()) }))
+}
+
 // runAggregatePruner is the aggregate-pruner task: it removes aggregate results older
 // than their retention (see pruneAggregates).
 func (n *Node) runAggregatePruner(ctx context.Context, l *etcdx.Leadership) error {

@@ -334,9 +334,7 @@ func (n *Node) startBackground(ctx context.Context) {
 		p := newGCPacer(func() int64 { return n.batch.Stats().Writes }, func(pct int, rate float64) {
 			n.log.Info("garbage collection paced for the event rate", "gogc", pct, "events_per_second", int(rate))
 		})
-		n.api.Registry().MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "picket_gc_percent",
-			Help: "Go's garbage-collection target (GOGC) the server set for its event rate."},
-			func() float64 { return float64(p.current.Load()) }))
+		n.registerGCMetric(p)
 		n.bgWG.Add(1)
 		go func() {
 			defer n.bgWG.Done()
