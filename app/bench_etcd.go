@@ -70,7 +70,7 @@ func runBenchEtcd(ctx context.Context, env *Env, args []string) error {
 	fs := newModeFlags("bench etcd", "bench etcd [flags]", benchEtcdDescription, env)
 	b := &etcdBench{out: env.Stdout}
 	fs.DurationVar(&b.duration, "duration", 10*time.Second, "how long each phase runs")
-	fs.IntVar(&b.valueSize, "value-size", 0, "bytes per value (default: the size of a stored event with a full history, compressed as the server stores it: about 830 bytes)")
+	fs.IntVar(&b.valueSize, "value-size", 0, "bytes per value (default: the size of a stored event with a full history, compressed as the server stores it: about 430 bytes)")
 	fs.IntVar(&b.keys, "keys", 10000, "distinct keys written over and over (one per entity and check)")
 	fs.IntVar(&b.writers, "writers", 512, "concurrent writers in the per-event phases: events in flight (a server processes at most 512 at once)")
 	fs.IntVar(&b.group, "group", 400, "puts per transaction in the raw grouped phase")
