@@ -32,7 +32,13 @@ const (
 //go:embed eventdict-1.txt
 var eventDictBytes []byte
 
-var eventDict = s2.MakeDict(eventDictBytes, nil)
+var eventDict = func() *s2.Dict {
+	d := s2.MakeDict(eventDictBytes, nil)
+	if d == nil { // only if the file were emptied or grew past 64 KB
+		panic("etcdx: eventdict-1.txt is not a valid S2 dictionary")
+	}
+	return d
+}()
 
 // Compress returns v as stored compressed: the mark, then v as an S2 block against
 // eventDict. Events use it: a stored event, 1.3–2 KB of compact JSON, takes a quarter to
@@ -63,11 +69,20 @@ var scratch = sync.Pool{New: func() any { return new([]byte) }}
 
 const maxScratch = 256 << 10
 
+// maxDecoded bounds the plain size a stored value may claim. A value stored by Compress
+// is at most etcd's request limit (a few MiB), and event JSON compresses at most tens of
+// times; a corrupt length prefix must not make a reader allocate gigabytes.
+const maxDecoded = 64 << 20
+
 // Decompress returns the plain form of a stored value: v itself unless it was stored
-// by Compress. A compressed value that does not decode is returned as stored, so that
-// its reader's JSON decoding fails and names the key, rather than this layer.
+// by Compress. A compressed value that does not decode (or claims more than maxDecoded
+// bytes) is returned as stored, so that its reader's JSON decoding fails and names the
+// key, rather than this layer.
 func Decompress(v []byte) []byte {
 	if !Compressed(v) {
+		return v
+	}
+	if n, err := s2.DecodedLen(v[1:]); err != nil || n > maxDecoded {
 		return v
 	}
 	var out []byte

@@ -44,6 +44,11 @@ func TestCompress(t *testing.T) {
 	if got := etcdx.Decompress(old); !bytes.Equal(got, event) || !etcdx.Compressed(old) {
 		t.Errorf("Decompress(an S2 block without the dictionary) = %q", got)
 	}
+	// A corrupt length (4 GiB here) is refused before anything is allocated for it.
+	huge := []byte{0xfe, 0xff, 0xff, 0xff, 0xff, 0x0f}
+	if got := etcdx.Decompress(huge); !bytes.Equal(got, huge) {
+		t.Errorf("Decompress(a value claiming 4 GiB) = %d bytes, want it as stored", len(got))
+	}
 	if bad := append([]byte{0xff}, c[1:]...); bytes.Equal(etcdx.Decompress(bad), event) {
 		t.Errorf("a block made with the dictionary decoded without it")
 	}
@@ -69,8 +74,15 @@ func TestCompressWithTheEventDictionary(t *testing.T) {
 }
 
 // TestEventDictionaryIsFixed: every event stored with the mark 0xfe needs exactly these
-// bytes to be read back. A changed dictionary must be a new file under a new mark.
+// bytes to be read back. A changed dictionary must be a new file under a new mark. A
+// value stored on 2026-12-07 still decodes to the event it was made from, whatever the
+// dictionary's setup or the S2 library's encoder become.
 func TestEventDictionaryIsFixed(t *testing.T) {
+	stored, _ := hex.DecodeString("fec60415000a4a7d013297041c393636323631363051a35acb01107765622d3766d001093c4675043aaf013e0f030956005d51cf15005d7ab4020c6469736b66e80059b814636865636b2d0d2e59b400363a8402395f2e8c025a6102092d0430303e590209180836307d22780824223a224449534b204f4b525c025d45113c323d02414d15001008317d7d")
+	want := `{"metadata":{"namespace":"default"},"timestamp":1796626160,"entity":{"metadata":{"name":"web-7","namespace":"default"},"entity_class":"agent","subscriptions":["linux","entity:web-7"],"redact":["password","passwd","pass","api_key","api_token","access_key","secret_key","private_key","secret"]},"check":{"metadata":{"name":"disk","namespace":"default"},"command":"check-disk","interval":60,"executed":1796626160,"history":[{"status":2,"executed":1796626100},{"executed":1796626160}],"output":"DISK OK","state":"passing","last_ok":1796626160,"occurrences":1,"occurrences_watermark":1}}`
+	if got := etcdx.Decompress(stored); string(got) != want {
+		t.Fatalf("a value stored with the dictionary reads as %q", got)
+	}
 	b, err := os.ReadFile("eventdict-1.txt")
 	if err != nil {
 		t.Fatal(err)
@@ -97,7 +109,7 @@ func TestCompressedValuesReadPlain(t *testing.T) {
 		t.Fatal(err)
 	}
 	raw, err := s.Client().Get(ctx, dir+"/a")
-	if err != nil || len(raw.Kvs) != 1 || !etcdx.Compressed(raw.Kvs[0].Value) || len(raw.Kvs[0].Value) >= len(plain) {
+	if err != nil || len(raw.Kvs) != 1 || raw.Kvs[0].Value[0] != 0xfe || len(raw.Kvs[0].Value) >= len(plain) {
 		t.Fatalf("etcd holds %v, %v; want the compressed value", raw, err)
 	}
 	if kv, err := s.Get(ctx, dir+"/a"); err != nil || !bytes.Equal(kv.Value, plain) || kv.ModRevision != rev {
@@ -134,10 +146,14 @@ func FuzzCompress(f *testing.F) {
 	f.Add([]byte(`{"metadata":{"namespace":"default"},"timestamp":1796626160}`))
 	f.Add([]byte{0xfe, 0x10, 0x00})
 	f.Add([]byte{0xff, 0x01})
+	f.Add([]byte{0xfe, 0xff, 0xff, 0xff, 0xff, 0x0f})             // claims 4 GiB
+	f.Add([]byte{0xfe, 0x20, 0x3d, 0x00, 0x7b, 0x22, 0xff, 0xff}) // a copy from nowhere
 	f.Fuzz(func(t *testing.T, v []byte) {
 		if got := etcdx.Decompress(etcdx.Compress(v)); !bytes.Equal(got, v) {
 			t.Fatalf("round trip of %q: %q", v, got)
 		}
-		_ = etcdx.Decompress(v)
+		if got := etcdx.Decompress(v); etcdx.Compressed(v) && len(got) > 64<<20 {
+			t.Fatalf("Decompress(%x) gave %d bytes", v, len(got))
+		}
 	})
 }
