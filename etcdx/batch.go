@@ -20,6 +20,13 @@ type CondPut struct {
 	Key    string
 	Value  []byte
 	ModRev int64
+	// Compress tells that Value is plain and is to be stored compressed (Compress). The
+	// batcher compresses the values of a transaction one after the other in the
+	// goroutine that commits it, where S2's 64 KB hash table, cleared for every value,
+	// stays in the CPU's cache; cleared instead in each of hundreds of writers' stacks
+	// it missed the cache and cost twice the compression itself (BENCHMARKS.md,
+	// sixteenth session). The batcher keeps Value's memory from then on.
+	Compress bool
 	// Extra are unconditional puts committed with this write (and only with it).
 	Extra []Write
 
@@ -159,6 +166,11 @@ var ErrBatcherClosed = errors.New("batcher closed")
 
 // Put submits one conditional write and waits until it committed or failed.
 func (b *Batcher) Put(ctx context.Context, p CondPut) (CondResult, error) {
+	if p.Compress && len(p.Value) > compressLater {
+		// A large value is compressed now: its size then counts as stored, and the
+		// cache matters little next to its length.
+		p.Value, p.Compress = Compress(p.Value), false
+	}
 	if n := sizeOf(p); n > MaxBatchBytes {
 		return CondResult{}, fmt.Errorf("%s (%d bytes, limit %d): %w", p.Key, n, MaxBatchBytes, ErrTooLarge)
 	}
@@ -198,6 +210,10 @@ func opsOf(p CondPut) int {
 	}
 	return n
 }
+
+// compressLater is the largest plain value of a CondPut with Compress that the batcher
+// compresses when it commits; until then the plain size counts towards MaxBatchBytes.
+const compressLater = 16 << 10
 
 // MaxBatchBytes bounds one grouped transaction: etcd refuses requests over 1.5 MiB by
 // default, and one refused transaction would fail every write in it.
@@ -288,6 +304,11 @@ func (b *Batcher) loop() {
 func (b *Batcher) commit(batch []*batchReq) {
 	if len(batch) == 0 {
 		return
+	}
+	for _, r := range batch {
+		if r.put.Compress {
+			r.put.Value, r.put.Compress = Compress(r.put.Value), false
+		}
 	}
 	// A single write goes flat too when it carries the fence: it settles only so.
 	if (len(batch) > 1 || (b.fence != nil && batch[0].put.Fence > 0)) && b.commitFlat(batch) {

@@ -1,9 +1,11 @@
 package etcdx_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -192,5 +194,84 @@ func TestBatcherMixedGroupFallsBack(t *testing.T) {
 	}
 	if g, _ := cli.Get(ctx, prefix+"/must-not-exist"); len(g.Kvs) != 0 {
 		t.Fatal("extra put of a refused write was applied")
+	}
+}
+
+// Values written with Compress are stored compressed, read back plain, also when the
+// write's condition fails and the group is settled write by write; a large one is
+// compressed at once, so that its stored size, not its plain size, meets the limit.
+func TestBatcherCompresses(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs the shared etcd member")
+	}
+	ctx := context.Background()
+	cli := sharedStore.Client()
+	b := etcdx.NewBatcher(etcdx.ClientTxn(cli), 1, 1000, 20*time.Millisecond)
+	defer b.Close()
+	prefix := etcdx.Key("batchcompress", t.Name())
+	t.Cleanup(func() { cli.Delete(context.Background(), prefix+"/", clientv3.WithPrefix()) })
+	event := func(i int) []byte {
+		return []byte(fmt.Sprintf(`{"metadata":{"namespace":"default"},"check":{"metadata":{"name":"c%d"},"output":"%s"}}`, i, strings.Repeat("ok ", 100)))
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 20)
+	for i := 0; i < 20; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			_, err := b.Put(ctx, etcdx.CondPut{Key: fmt.Sprintf("%s/k%02d", prefix, i), Value: event(i), Compress: true, ModRev: 0})
+			errs <- err
+		}(i)
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := 0; i < 20; i++ {
+		k := fmt.Sprintf("%s/k%02d", prefix, i)
+		raw, err := cli.Get(ctx, k)
+		if err != nil || len(raw.Kvs) != 1 || raw.Kvs[0].Value[0] != 0xfe || len(raw.Kvs[0].Value) >= len(event(i))/2 {
+			t.Fatalf("%s as stored: %v %v; want it compressed", k, raw, err)
+		}
+		if kv, err := sharedStore.Get(ctx, k); err != nil || !bytes.Equal(kv.Value, event(i)) {
+			t.Fatalf("%s reads %q, %v", k, kv.Value, err)
+		}
+	}
+	// A stale condition beside a good one: the group falls back, the good write is
+	// stored compressed, the stale one refused with the current value plain.
+	k0, k1 := prefix+"/k00", prefix+"/k01"
+	cur, _ := cli.Get(ctx, k1)
+	res := make(chan etcdx.CondResult, 2)
+	for _, p := range []etcdx.CondPut{
+		{Key: k0, Value: event(100), Compress: true, ModRev: 1},
+		{Key: k1, Value: event(101), Compress: true, ModRev: cur.Kvs[0].ModRevision},
+	} {
+		go func(p etcdx.CondPut) {
+			r, err := b.Put(ctx, p)
+			if err != nil {
+				t.Error(err)
+			}
+			res <- r
+		}(p)
+	}
+	for i := 0; i < 2; i++ {
+		<-res
+	}
+	if kv, _ := sharedStore.Get(ctx, k0); !bytes.Equal(kv.Value, event(0)) {
+		t.Fatalf("the stale write replaced %s: %q", k0, kv.Value)
+	}
+	if raw, _ := cli.Get(ctx, k1); raw.Kvs[0].Value[0] != 0xfe || !bytes.Equal(etcdx.Decompress(raw.Kvs[0].Value), event(101)) {
+		t.Fatalf("%s after the fallback: %q", k1, raw.Kvs[0].Value)
+	}
+	// 2 MiB of plain output: over the limit plain, far under it compressed.
+	huge := []byte(`{"output":"` + strings.Repeat("CRITICAL disk /var 99% ", 90000) + `"}`)
+	if _, err := b.Put(ctx, etcdx.CondPut{Key: prefix + "/huge", Value: huge, Compress: true, ModRev: -1}); err != nil {
+		t.Fatalf("a %d-byte value that compresses: %v", len(huge), err)
+	}
+	if kv, err := sharedStore.Get(ctx, prefix+"/huge"); err != nil || !bytes.Equal(kv.Value, huge) {
+		t.Fatalf("huge reads back %d bytes, %v", len(kv.Value), err)
 	}
 }

@@ -381,11 +381,11 @@ func (n *Node) writeEvent(ctx context.Context, ev *events.Event, now time.Time, 
 				ending = n.pipe.silences.ending(ev)
 			}
 		}
-		val, err := api.StoredEvent(ev)
+		val, err := api.CompactEvent(ev) // compressed by the grouped writer
 		if err != nil {
 			return false, err
 		}
-		put := etcdx.CondPut{Key: key, Value: val, ModRev: e.rev, Extra: extra}
+		put := etcdx.CondPut{Key: key, Value: val, Compress: true, ModRev: e.rev, Extra: extra}
 		switch {
 		case session == 0 && !bump:
 			// Not the owner's write: while no session claims the entity (a proxy, an

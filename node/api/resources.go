@@ -294,6 +294,12 @@ func StoredEvent(ev *events.Event) ([]byte, error) {
 	return out, err
 }
 
+// CompactEvent encodes ev as StoredEvent does, but leaves the compression to the
+// grouped writer (etcdx.CondPut.Compress): the JSON is in memory of its own.
+func CompactEvent(ev *events.Event) ([]byte, error) {
+	return ev.AppendCompact(make([]byte, 0, 2048))
+}
+
 // storedBufs holds StoredEvent's buffers; maxStoredBuf bounds those kept (an event with
 // a large output is encoded in a buffer of its own).
 var storedBufs = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
