@@ -35,28 +35,10 @@ func testBatcherGroupsAndKeepsCAS(t *testing.T, txn etcdx.TxnFunc) {
 
 	// 500 concurrent creates of distinct keys, each with an extra put: all land, in far
 	// fewer transactions than writes.
-	var wg sync.WaitGroup
-	errs := make(chan error, 500)
-	for i := 0; i < 500; i++ {
-		wg.Add(1)
-		go func(i int) {
-			defer wg.Done()
-			k := fmt.Sprintf("%s/k%03d", prefix, i)
-			res, err := b.Put(ctx, etcdx.CondPut{Key: k, Value: []byte("v"), ModRev: 0,
-				Extra: []etcdx.Write{{Key: k + "-extra", Value: []byte("x")}}})
-			if err == nil && !res.Written {
-				err = fmt.Errorf("%s not written", k)
-			}
-			errs <- err
-		}(i)
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
+	putAll(t, b, 500, func(i int) etcdx.CondPut {
+		k := fmt.Sprintf("%s/k%03d", prefix, i)
+		return etcdx.CondPut{Key: k, Value: []byte("v"), ModRev: 0, Extra: []etcdx.Write{{Key: k + "-extra", Value: []byte("x")}}}
+	})
 	st := b.Stats()
 	if st.Writes != 500 || st.Commits >= 500 {
 		t.Fatalf("stats %+v: want 500 writes in fewer commits", st)
@@ -108,23 +90,9 @@ func TestBatcherSplitsBySize(t *testing.T) {
 	t.Cleanup(func() { cli.Delete(context.Background(), prefix+"/", clientv3.WithPrefix()) })
 	// 200 writes of 8 KiB would make one 1.6 MB transaction, over etcd's request limit.
 	big := make([]byte, 8<<10)
-	var wg sync.WaitGroup
-	errs := make(chan error, 200)
-	for i := 0; i < 200; i++ {
-		wg.Add(1)
-		go func(i int) {
-			defer wg.Done()
-			_, err := b.Put(context.Background(), etcdx.CondPut{Key: fmt.Sprintf("%s/k%03d", prefix, i), Value: big, ModRev: -1})
-			errs <- err
-		}(i)
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
+	putAll(t, b, 200, func(i int) etcdx.CondPut {
+		return etcdx.CondPut{Key: fmt.Sprintf("%s/k%03d", prefix, i), Value: big, ModRev: -1}
+	})
 	if st := b.Stats(); st.Writes != 200 || st.Commits < 2 {
 		t.Fatalf("stats %+v: want 200 writes in at least 2 transactions", st)
 	}
@@ -213,23 +181,9 @@ func TestBatcherCompresses(t *testing.T) {
 	event := func(i int) []byte {
 		return []byte(fmt.Sprintf(`{"metadata":{"namespace":"default"},"check":{"metadata":{"name":"c%d"},"output":"%s"}}`, i, strings.Repeat("ok ", 100)))
 	}
-	var wg sync.WaitGroup
-	errs := make(chan error, 20)
-	for i := 0; i < 20; i++ {
-		wg.Add(1)
-		go func(i int) {
-			defer wg.Done()
-			_, err := b.Put(ctx, etcdx.CondPut{Key: fmt.Sprintf("%s/k%02d", prefix, i), Value: event(i), Compress: true, ModRev: 0})
-			errs <- err
-		}(i)
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
+	putAll(t, b, 20, func(i int) etcdx.CondPut {
+		return etcdx.CondPut{Key: fmt.Sprintf("%s/k%02d", prefix, i), Value: event(i), Compress: true, ModRev: 0}
+	})
 	for i := 0; i < 20; i++ {
 		k := fmt.Sprintf("%s/k%02d", prefix, i)
 		raw, err := cli.Get(ctx, k)
@@ -273,5 +227,30 @@ func TestBatcherCompresses(t *testing.T) {
 	}
 	if kv, err := sharedStore.Get(ctx, prefix+"/huge"); err != nil || !bytes.Equal(kv.Value, huge) {
 		t.Fatalf("huge reads back %d bytes, %v", len(kv.Value), err)
+	}
+}
+
+// putAll submits put(0) … put(n-1) to b at once and fails t unless every one is written.
+func putAll(t *testing.T, b *etcdx.Batcher, n int, put func(i int) etcdx.CondPut) {
+	t.Helper()
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func(p etcdx.CondPut) {
+			defer wg.Done()
+			res, err := b.Put(context.Background(), p)
+			if err == nil && !res.Written {
+				err = fmt.Errorf("%s not written", p.Key)
+			}
+			errs <- err
+		}(put(i))
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
 	}
 }
