@@ -272,14 +272,14 @@ func storedForm(res events.Resource) ([]byte, error) {
 	return json.Marshal(res)
 }
 
-// StoredEvent encodes ev as every event is stored, by the API and by the server's own
-// writers: compact, without its empty fields (30 % fewer bytes; the API shows stored
+// StoredEvent encodes ev as every event is stored (by the API and the monitors' fenced
+// writes; agents' results go through the grouped writer, CompactEvent): compact, without its empty fields (30 % fewer bytes; the API shows stored
 // events in full again), and compressed against a dictionary of what events share (a
 // quarter to a half of the bytes again; etcdx.Compress). Both cut what etcd copies,
 // logs, writes and compacts per event.
 //
 // The JSON is encoded into a buffer reused from event to event: only the compressed
-// value, about half its size, is allocated.
+// value, a quarter to a half of its size, is allocated.
 func StoredEvent(ev *events.Event) ([]byte, error) {
 	bp := storedBufs.Get().(*[]byte)
 	b, err := ev.AppendCompact((*bp)[:0])
