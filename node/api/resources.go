@@ -273,10 +273,11 @@ func storedForm(res events.Resource) ([]byte, error) {
 }
 
 // StoredEvent encodes ev as every event is stored (by the API and the monitors' fenced
-// writes; agents' results go through the grouped writer, CompactEvent): compact, without its empty fields (30 % fewer bytes; the API shows stored
-// events in full again), and compressed against a dictionary of what events share (a
-// quarter to a half of the bytes again; etcdx.Compress). Both cut what etcd copies,
-// logs, writes and compacts per event.
+// writes; agents' results go through the grouped writer, CompactEvent): compact,
+// without its empty fields (30 % fewer bytes; the API shows stored events in full
+// again), and compressed against a dictionary of what events share (a quarter to a half
+// of the bytes again; etcdx.Compress). Both cut what etcd copies, logs, writes and
+// compacts per event.
 //
 // The JSON is encoded into a buffer reused from event to event: only the compressed
 // value, a quarter to a half of its size, is allocated.
